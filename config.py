@@ -1,0 +1,111 @@
+"""Configuration from the environment.
+
+Three environments, chosen by ``HOOKLINE_ENV``:
+
+* ``production`` (the default) — safe settings: HTTPS required, no private
+  networks, refuses to start with the default SECRET_KEY.
+* ``development`` (set by ``make dev``) — http and loopback URLs allowed.
+* ``testing`` — like development, with CSRF off unless a test turns it on.
+
+An explicit environment variable always beats the environment's default.
+"""
+
+import os
+
+DEFAULT_SECRET_KEY = "dev-insecure-change-me"
+
+#: The seed's retry schedule: attempt 1 at once, then 30 s, 2 min, 8 min and
+#: 32 min after each failure; the delivery fails after the 5th attempt.
+DEFAULT_RETRY_SCHEDULE = (30, 120, 480, 1920)
+
+_ENV_DEFAULTS = {
+    "production": {
+        "HOOKLINE_REQUIRE_HTTPS": True,
+        "HOOKLINE_ALLOWED_NETWORKS": "",
+        "SESSION_COOKIE_SECURE": True,
+    },
+    "development": {
+        "HOOKLINE_REQUIRE_HTTPS": False,
+        "HOOKLINE_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+        "SESSION_COOKIE_SECURE": False,
+    },
+    "testing": {
+        "HOOKLINE_REQUIRE_HTTPS": False,
+        "HOOKLINE_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+        "SESSION_COOKIE_SECURE": False,
+        "TESTING": True,
+        "WTF_CSRF_ENABLED": False,
+    },
+}
+
+
+def _flag(value: str) -> bool:
+    """Read a 0/1 style environment flag."""
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _seconds_list(value: str) -> tuple[float, ...]:
+    """Parse ``HOOKLINE_RETRY_SCHEDULE`` ("30,120,480") into seconds."""
+    try:
+        delays = tuple(float(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise RuntimeError(
+            f"HOOKLINE_RETRY_SCHEDULE must be comma-separated seconds, got {value!r}"
+        ) from None
+    if any(d < 0 for d in delays):
+        raise RuntimeError("HOOKLINE_RETRY_SCHEDULE may not contain negative delays")
+    return delays
+
+
+def load_config(instance_path: str, environ=os.environ) -> dict:
+    """Build the Flask config mapping for the environment named by HOOKLINE_ENV."""
+    env = environ.get("HOOKLINE_ENV", "production")
+    if env not in _ENV_DEFAULTS:
+        raise RuntimeError(
+            f"HOOKLINE_ENV must be production, development or testing, got {env!r}"
+        )
+    config = {
+        "HOOKLINE_ENV": env,
+        "SECRET_KEY": environ.get("SECRET_KEY", DEFAULT_SECRET_KEY),
+        "SQLALCHEMY_DATABASE_URI": environ.get(
+            "DATABASE_URL",
+            "sqlite:///" + os.path.join(instance_path, "hookline.sqlite"),
+        ),
+        "REDIS_URL": environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        # `make dev` runs an embedded redis-server on this socket (see cli/dev.py).
+        "HOOKLINE_DEV_REDIS_SOCKET": os.path.join(instance_path, "redis", "redis.sock"),
+        "HOOKLINE_QUEUE": environ.get("HOOKLINE_QUEUE", "hookline"),
+        "HOOKLINE_RETRY_SCHEDULE": DEFAULT_RETRY_SCHEDULE,
+        # How often each worker's timer looks for due work that no RQ job
+        # covers (Redis lost its jobs, or a retry came due).
+        "HOOKLINE_TICK_SECONDS": float(environ.get("HOOKLINE_TICK_SECONDS", "2")),
+        # A drain that dies mid-send loses its claim after this many seconds.
+        "HOOKLINE_LEASE_SECONDS": float(environ.get("HOOKLINE_LEASE_SECONDS", "60")),
+        "HOOKLINE_DELIVERY_TIMEOUT": float(environ.get("HOOKLINE_DELIVERY_TIMEOUT", "10")),
+        "HOOKLINE_BATCH_SIZE": int(environ.get("HOOKLINE_BATCH_SIZE", "50")),
+        "MAX_CONTENT_LENGTH": 256 * 1024,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_ENABLED": True,
+        "TESTING": False,
+    }
+    config.update(_ENV_DEFAULTS[env])
+    if env == "development" and "REDIS_URL" not in environ:
+        config["REDIS_URL"] = "unix://" + config["HOOKLINE_DEV_REDIS_SOCKET"]
+
+    if "HOOKLINE_RETRY_SCHEDULE" in environ:
+        config["HOOKLINE_RETRY_SCHEDULE"] = _seconds_list(environ["HOOKLINE_RETRY_SCHEDULE"])
+    if "HOOKLINE_REQUIRE_HTTPS" in environ:
+        config["HOOKLINE_REQUIRE_HTTPS"] = _flag(environ["HOOKLINE_REQUIRE_HTTPS"])
+    if "HOOKLINE_ALLOWED_NETWORKS" in environ:
+        config["HOOKLINE_ALLOWED_NETWORKS"] = environ["HOOKLINE_ALLOWED_NETWORKS"]
+    return config
+
+
+def check_production_safety(config: dict) -> None:
+    """Refuse to run production with the well-known development SECRET_KEY."""
+    if config["HOOKLINE_ENV"] == "production" and config["SECRET_KEY"] == DEFAULT_SECRET_KEY:
+        raise RuntimeError(
+            "SECRET_KEY is not set. Production refuses to start with the default key: "
+            "set SECRET_KEY (e.g. python -c 'import secrets; print(secrets.token_hex(32))')."
+        )

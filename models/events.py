@@ -1,0 +1,106 @@
+"""The outbox: Event (what happened), Delivery (its way to the URL), Attempt (each try).
+
+The database is the source of truth for delivery: Redis only wakes workers.
+"""
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models import db, utcnow
+
+# Delivery states. pending and retrying are "due work"; the others are final.
+PENDING = "pending"
+RETRYING = "retrying"
+DELIVERED = "delivered"
+FAILED = "failed"
+CANCELLED = "cancelled"
+OPEN_STATES = (PENDING, RETRYING)
+STATES = (PENDING, RETRYING, DELIVERED, FAILED, CANCELLED)
+
+
+def new_event_id() -> str:
+    """A Standard Webhooks message id: ``msg_`` + 22 url-safe random characters."""
+    return "msg_" + secrets.token_urlsafe(16)
+
+
+class Event(db.Model):
+    """One call event as published by the engine, frozen as the exact bytes to send."""
+
+    __tablename__ = "events"
+
+    # Integer key = publish order, which claims follow.
+    seq: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True, default=new_event_id)
+    event_type: Mapped[str] = mapped_column(String(40))
+    call_id: Mapped[str | None] = mapped_column(String(100))
+    timestamp_utc: Mapped[int]
+    is_test: Mapped[bool] = mapped_column(default=False)
+    # The compact JSON envelope, signed and sent byte for byte on every attempt.
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    delivery: Mapped["Delivery"] = relationship(back_populates="event", uselist=False)
+
+
+class Delivery(db.Model):
+    """The delivery of one event to the configured URL, retried until final."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        # The drain's claim: due open deliveries in publish order.
+        Index("ix_deliveries_due", "status", "due_at", "id"),
+        # Per-call ordering and the log's call filter.
+        Index("ix_deliveries_call", "call_id", "id"),
+        Index("ix_deliveries_type", "event_type", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_seq: Mapped[int] = mapped_column(ForeignKey("events.seq", ondelete="CASCADE"), unique=True)
+    # Copied from the event so the claim and the log filter need no join.
+    event_type: Mapped[str] = mapped_column(String(40))
+    call_id: Mapped[str | None] = mapped_column(String(100))
+    is_test: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    due_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    # A drain owns the delivery until lease_until; a dead drain's claim expires.
+    lease_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(40))
+    attempt_count: Mapped[int] = mapped_column(default=0)
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_duration_ms: Mapped[float | None]
+    last_attempt_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    event: Mapped[Event] = relationship(back_populates="delivery", lazy="joined")
+    attempts: Mapped[list["Attempt"]] = relationship(
+        back_populates="delivery", order_by="Attempt.id", cascade="all, delete-orphan"
+    )
+
+
+class Attempt(db.Model):
+    """One HTTP exchange (or failure to have one) for a delivery."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    duration_ms: Mapped[float]
+    status_code: Mapped[int | None]
+    ok: Mapped[bool] = mapped_column(default=False)
+    request_headers: Mapped[dict] = mapped_column(db.JSON, default=dict)
+    response_headers: Mapped[dict] = mapped_column(db.JSON, default=dict)
+    # The first 4 KiB of the response body.
+    response_body: Mapped[str | None] = mapped_column(Text)
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+    delivery: Mapped[Delivery] = relationship(back_populates="attempts")

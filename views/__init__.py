@@ -1,0 +1,14 @@
+"""Blueprints, one per area of the panel and API."""
+
+from views import api, auth, health, settings
+
+
+def init_app(app) -> None:
+    """Register every blueprint and the login manager."""
+    auth.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(settings.bp)
+    app.register_blueprint(api.bp)
+    # The engine authenticates with a bearer token, not a browser session.
+    app.extensions["csrf"].exempt(api.bp)
+    app.register_blueprint(health.bp)

@@ -12,6 +12,7 @@ An explicit environment variable always beats the environment's default.
 
 import os
 
+VERSION = "0.1.0"
 DEFAULT_SECRET_KEY = "dev-insecure-change-me"
 
 #: The seed's retry schedule: attempt 1 at once, then 30 s, 2 min, 8 min and
@@ -78,11 +79,12 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
         "HOOKLINE_RETRY_SCHEDULE": DEFAULT_RETRY_SCHEDULE,
         # How often each worker's timer looks for due work that no RQ job
         # covers (Redis lost its jobs, or a retry came due).
-        "HOOKLINE_TICK_SECONDS": float(environ.get("HOOKLINE_TICK_SECONDS", "2")),
+        "HOOKLINE_TICK_SECONDS": float(environ.get("HOOKLINE_TICK_SECONDS", "1")),
         # A drain that dies mid-send loses its claim after this many seconds.
         "HOOKLINE_LEASE_SECONDS": float(environ.get("HOOKLINE_LEASE_SECONDS", "60")),
         "HOOKLINE_DELIVERY_TIMEOUT": float(environ.get("HOOKLINE_DELIVERY_TIMEOUT", "10")),
-        "HOOKLINE_BATCH_SIZE": int(environ.get("HOOKLINE_BATCH_SIZE", "50")),
+        "HOOKLINE_BATCH_SIZE": int(environ.get("HOOKLINE_BATCH_SIZE", "10")),
+        "HOOKLINE_USER_AGENT": f"Hookline/{VERSION}",
         "MAX_CONTENT_LENGTH": 256 * 1024,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

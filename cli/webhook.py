@@ -6,6 +6,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from cli.devtools import listen
 from events import EVENT_TYPES
 from forms import check_events, check_headers, check_url, parse_header_line
 from models import db
@@ -29,6 +30,7 @@ def _echo_json(data: dict) -> None:
 
 
 webhook = AppGroup("webhook", help="Show or change the Custom Webhook integration.")
+webhook.add_command(listen)
 
 
 @webhook.command("show")

@@ -6,6 +6,7 @@ is set.
 """
 
 import os
+import sys
 import shutil
 import socket
 import subprocess
@@ -124,3 +125,75 @@ def auth_client(client, admin):
     response = client.post("/login", data={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
     assert response.status_code == 302, response.text
     return client
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP receiver on 127.0.0.1 that records what it gets."""
+    from tests.receiver import Receiver
+
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def integration(app, receiver):
+    """The integration enabled, all six events, pointing at ``receiver``; yields the secret."""
+    from events import EVENT_TYPES
+    from models.settings import get_settings
+    from tasks.signing import generate_secret
+
+    with app.app_context():
+        settings = get_settings()
+        settings.enabled = True
+        settings.url = receiver.url
+        settings.events = list(EVENT_TYPES)
+        settings.headers = [["X-Api-Key", "sk_test_0123456789"]]
+        settings.secret = generate_secret()
+        db.session.commit()
+        return settings.secret
+
+
+def worker_env(app) -> dict:
+    """The environment a `flask worker` process needs to share this test's app config."""
+    config = app.config
+    return dict(
+        os.environ,
+        HOOKLINE_ENV="testing",
+        FLASK_APP="app",
+        DATABASE_URL=config["SQLALCHEMY_DATABASE_URI"],
+        REDIS_URL=config["REDIS_URL"],
+        SECRET_KEY=config["SECRET_KEY"],
+        HOOKLINE_RETRY_SCHEDULE=",".join(str(s) for s in config["HOOKLINE_RETRY_SCHEDULE"]),
+        HOOKLINE_TICK_SECONDS=str(config["HOOKLINE_TICK_SECONDS"]),
+        HOOKLINE_LEASE_SECONDS=str(config["HOOKLINE_LEASE_SECONDS"]),
+        HOOKLINE_BATCH_SIZE=str(config["HOOKLINE_BATCH_SIZE"]),
+        HOOKLINE_DELIVERY_TIMEOUT=str(config["HOOKLINE_DELIVERY_TIMEOUT"]),
+        HOOKLINE_ALLOWED_NETWORKS=config["HOOKLINE_ALLOWED_NETWORKS"],
+    )
+
+
+@pytest.fixture
+def start_worker(app):
+    """Start real `flask worker` processes; all are stopped after the test."""
+    procs = []
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def start():
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "app", "worker"],
+            cwd=root, env=worker_env(app),
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,0 +1,718 @@
+"""The one HTTP client that delivers webhooks.
+
+Every delivery, from the RQ worker or from the "send test event" button,
+goes through :class:`Sender`.  It is written for URLs typed by strangers:
+
+* it never raises for network trouble; :meth:`Sender.post` returns a
+  :class:`SendResult` whose ``error_kind``/``error_message`` say what went
+  wrong in words a person can act on;
+* it connects only to addresses the SSRF guard (:mod:`tasks.netguard`)
+  vetted, and to exactly those addresses: the name is resolved once, checked,
+  and the socket is opened to the checked address, while the Host header and
+  the TLS SNI/certificate check still use the hostname;
+* the whole exchange has one deadline, so a receiver that drips a byte per
+  second cannot hold a worker for longer;
+* it keeps at most 4096 bytes of the reply and hangs up on larger ones
+  instead of downloading them;
+* it keeps connections alive between deliveries to the same receiver.
+
+The module is pure: no Flask, no app code, plain arguments only.  Build one
+``Sender`` per process (after any fork: pooled sockets must not be shared by
+two processes) and reuse it; it is safe to share between threads.
+"""
+
+import email.utils
+import functools
+import http.client
+import logging
+import re
+import socket
+import ssl
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+from urllib3 import PoolManager
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from . import netguard
+
+log = logging.getLogger(__name__)
+
+#: How much of a receiver's reply is kept (and read).
+BODY_LIMIT = 4096
+
+# Header names the caller may not set through custom headers: framing and
+# identity headers we own, plus every webhook-* name so a custom header can
+# never forge or shadow the signature.  Accept-Encoding is reserved too: we
+# never decompress replies (bounded work, no zip bombs), so http.client's
+# "Accept-Encoding: identity" must stand.  The hop-by-hop names would only
+# confuse the exchange.
+RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "user-agent",
+        "accept-encoding",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+    }
+)
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# CR, LF and NUL would split or truncate the header block; the other control
+# characters have no business in a header either.
+_BAD_VALUE_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+@dataclass
+class SendResult:
+    """What happened to one delivery attempt."""
+
+    ok: bool
+    status_code: int | None = None
+    duration_ms: float = 0.0
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: str = ""
+    error_kind: str | None = None
+    error_message: str | None = None
+    retry_after: float | None = None
+
+
+# -- headers -----------------------------------------------------------------
+
+
+def is_reserved_header(name):
+    """Return True if ``name`` may not be set through custom headers."""
+    lowered = name.lower()
+    return lowered in RESERVED_HEADERS or lowered.startswith("webhook-")
+
+
+def _header_is_safe(name, value):
+    # Defence in depth: the form validates headers too, but a row written by
+    # an older version or by hand must not be able to inject a header line.
+    if not _TOKEN.match(name) or _BAD_VALUE_CHAR.search(value):
+        return False
+    try:
+        value.encode("latin-1")  # what http.client will do with it
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _header_items(headers):
+    if hasattr(headers, "items"):
+        return list(headers.items())
+    return list(headers or ())
+
+
+def build_headers(user_agent, signature_headers, custom_headers=()):
+    """Return the request headers, in sending order.
+
+    Reserved headers come first: Content-Type, User-Agent, then the
+    ``webhook-*`` signature headers.  Custom headers (a dict or a list of
+    pairs) follow, except reserved names (case-insensitive) and any header
+    whose name is not an HTTP token or whose value holds CR, LF, NUL or
+    another control character; those are skipped and logged.
+    """
+    headers = {"Content-Type": "application/json", "User-Agent": user_agent}
+    for name, value in _header_items(signature_headers):
+        if not name.lower().startswith("webhook-"):
+            raise ValueError(f"not a signature header: {name!r}")
+        headers[name] = str(value)
+    for name, value in _header_items(custom_headers):
+        name, value = str(name).strip(), str(value).strip()
+        if is_reserved_header(name):
+            log.warning("custom header %r skipped: reserved name", name)
+        elif not _header_is_safe(name, value):
+            log.warning("custom header %r skipped: unsafe name or value", name)
+        else:
+            headers[name] = value
+    return headers
+
+
+# -- the deadline ------------------------------------------------------------
+#
+# requests/urllib3 timeouts apply to each socket operation, so a receiver
+# sending one byte every second never trips them.  The deadline is therefore
+# enforced by a watchdog: a threading.Timer that, when the deadline passes,
+# shuts down the socket of the connection in use.  shutdown() from another
+# thread wakes a recv()/send()/TLS handshake blocked on that socket at once,
+# for plain and TLS sockets alike (a per-recv socket wrapper would not see
+# the reads the ssl module does in C).  A Timer per delivery rather than a
+# shared timer thread, because RQ forks a work-horse per job and a shared
+# thread started in the parent would silently not exist in the child; one
+# short-lived thread is cheap next to a network round trip.  The per-operation
+# timeouts stay as a second net, each capped by the time left.
+#
+# The connection classes below find the current delivery's deadline through
+# a thread-local, since urllib3 gives no way to hand it down a request.
+
+_local = threading.local()
+
+
+def _current_exchange():
+    return getattr(_local, "exchange", None)
+
+
+class _Exchange:
+    """The deadline of one post(): which sockets to cut and whether we did."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.expires = time.monotonic() + seconds
+        self.fired = False
+        self._lock = threading.Lock()
+        self._done = False
+        self._conn = None
+        self._sockets = []
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self):
+        _local.exchange = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.finish()
+        _local.exchange = None
+
+    def remaining(self):
+        """Seconds left before the deadline (may be negative)."""
+        return self.expires - time.monotonic()
+
+    def watch(self, conn):
+        """Remember ``conn`` (and its socket) as the thing to cut."""
+        with self._lock:
+            self._conn = conn
+            if conn.sock is not None:
+                # http.client drops conn.sock after a "Connection: close"
+                # reply while the body is still read from it: keep our own.
+                self._sockets.append(conn.sock)
+            fired = self.fired
+        if fired:
+            raise TimeoutError(f"deadline of {self.seconds:g} s passed")
+
+    def finish(self):
+        """Stop the watchdog; return True if it fired first."""
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+        return self.fired
+
+    def _fire(self):
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            sockets = list(self._sockets)
+            if self._conn is not None and self._conn.sock is not None:
+                sockets.append(self._conn.sock)
+        for sock in sockets:
+            _cut(sock)
+
+
+def _cut(sock):
+    # socket.socket.shutdown, not SSLSocket.shutdown: we want the TCP
+    # connection torn down under the reader's feet, not a polite TLS
+    # close_notify exchange with the (possibly stalling) peer.
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+# -- connecting to vetted addresses ------------------------------------------
+
+
+def _resolve_unchecked(host, port):
+    """Resolve without the SSRF guard (``block_private=False``)."""
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+def _lookup(resolver, host, port, timeout):
+    """Run ``resolver(host, port)``, giving up after ``timeout`` seconds.
+
+    getaddrinfo cannot be interrupted, so it runs in a helper thread; a
+    stuck DNS server then costs that thread a few seconds, not the delivery.
+    """
+    outcome = {}
+
+    def work():
+        try:
+            outcome["infos"] = resolver(host, port)
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="hookline-dns", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise TimeoutError(f"DNS lookup of {host} timed out")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["infos"]
+
+
+def _open_socket(info, timeout, source_address, socket_options):
+    """Connect a new socket to one getaddrinfo entry."""
+    family, type_, proto, _, sockaddr = info
+    sock = socket.socket(family, type_, proto)
+    try:
+        for option in socket_options or ():
+            sock.setsockopt(*option)
+        sock.settimeout(timeout)
+        if source_address:
+            sock.bind(source_address)
+        sock.connect(sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _VettedConnectionMixin:
+    """urllib3 connection that connects only to addresses ``resolver`` vetted.
+
+    urllib3's own ``_new_conn`` hands the hostname to
+    ``socket.create_connection``, which resolves it again: a name could
+    answer a public address to the check and 127.0.0.1 to the connect (DNS
+    rebinding).  Here the name is resolved exactly once, by ``resolver``
+    (``netguard.resolve_checked`` when guarding), and the socket is opened to
+    those very addresses.  ``self.host`` is untouched, so the Host header,
+    TLS SNI and certificate hostname check still use the name.
+    """
+
+    def __init__(self, *args, resolver=_resolve_unchecked, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._resolver = resolver
+
+    def _time_left(self):
+        exchange = _current_exchange()
+        if exchange is None:
+            return self.timeout
+        remaining = exchange.remaining()
+        if remaining <= 0:
+            raise TimeoutError("deadline passed before connecting")
+        return remaining if self.timeout is None else min(self.timeout, remaining)
+
+    def _new_conn(self):
+        try:
+            infos = _lookup(self._resolver, self._dns_host, self.port, self._time_left())
+            sock = self._connect_any(infos)
+        except socket.gaierror as exc:
+            raise urllib3.exceptions.NameResolutionError(self.host, self, exc) from exc
+        except TimeoutError as exc:
+            raise urllib3.exceptions.ConnectTimeoutError(
+                self, f"Connection to {self.host} timed out: {exc}"
+            ) from exc
+        except OSError as exc:
+            raise urllib3.exceptions.NewConnectionError(
+                self, f"Failed to establish a new connection: {exc}"
+            ) from exc
+        sys.audit("http.client.connect", self, self.host, self.port)
+        return sock
+
+    def _connect_any(self, infos):
+        # Like socket.create_connection: try each vetted address in turn.
+        error = OSError(f"no address found for {self.host}")
+        for info in infos:
+            try:
+                return _open_socket(
+                    info, self._time_left(), self.source_address, self.socket_options
+                )
+            except OSError as exc:
+                error = exc
+        raise error
+
+    def connect(self):
+        exchange = _current_exchange()
+        if exchange is not None:
+            exchange.watch(self)  # conn.sock is read again when the watchdog fires
+        super().connect()
+        if exchange is not None:
+            exchange.watch(self)  # the final (possibly TLS-wrapped) socket
+
+    def request(self, *args, **kwargs):
+        # Called for new and reused connections alike.
+        exchange = _current_exchange()
+        if exchange is not None:
+            exchange.watch(self)
+        return super().request(*args, **kwargs)
+
+
+class _VettedHTTPConnection(_VettedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _VettedHTTPSConnection(_VettedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _VettedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _VettedHTTPConnection
+
+
+class _VettedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _VettedHTTPSConnection
+
+
+class _VettedPoolManager(PoolManager):
+    """PoolManager whose pools build vetted connections with our resolver."""
+
+    def __init__(self, resolver, **kwargs):
+        super().__init__(**kwargs)
+        self._resolver = resolver
+        self.pool_classes_by_scheme = {
+            "http": _VettedHTTPConnectionPool,
+            "https": _VettedHTTPSConnectionPool,
+        }
+
+    def _new_pool(self, scheme, host, port, request_context=None):
+        # Extra pool keyword arguments travel on to the connection class.
+        # Added here, after the pool key was computed, since PoolKey has no
+        # field for it; every pool of this manager shares one resolver.
+        if request_context is None:
+            request_context = self.connection_pool_kw.copy()
+        request_context = {**request_context, "resolver": self._resolver}
+        return super()._new_pool(scheme, host, port, request_context)
+
+
+class _VettedAdapter(HTTPAdapter):
+    """HTTPAdapter plugging in :class:`_VettedPoolManager`."""
+
+    def __init__(self, resolver, **kwargs):
+        self._resolver = resolver  # read by init_poolmanager during __init__
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
+        self._pool_connections = connections
+        self._pool_maxsize = maxsize
+        self._pool_block = block
+        self.poolmanager = _VettedPoolManager(
+            self._resolver,
+            num_pools=connections,
+            maxsize=maxsize,
+            block=block,
+            **pool_kwargs,
+        )
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        # A proxy would make the checked address the proxy's, not the
+        # receiver's; deliveries always go direct.
+        raise requests.exceptions.InvalidProxyURL("proxies are not used for deliveries")
+
+
+def _new_session(resolver):
+    session = requests.Session()
+    # No proxies, .netrc or REQUESTS_CA_BUNDLE from the environment, and
+    # none of requests' default headers: we send exactly what we build.
+    session.trust_env = False
+    session.headers.clear()
+    adapter = _VettedAdapter(resolver, pool_connections=16, pool_maxsize=32)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+# -- reading and describing the reply ----------------------------------------
+
+
+def parse_retry_after(value, now=None):
+    """Return a Retry-After header value as seconds from now, or None.
+
+    Accepts delta-seconds (``"7"``) and an HTTP-date; a date in the past
+    gives 0.0.  Anything else gives None.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _read_capped(raw, limit=BODY_LIMIT):
+    """Read at most ``limit`` + 1 bytes; return (body, whole body was read).
+
+    The extra byte tells a body of exactly ``limit`` bytes from a longer one.
+    No decompression (``decode_content=False``): bounded work whatever the
+    receiver sends.
+    """
+    body = b""
+    while len(body) <= limit:
+        chunk = raw.read(limit + 1 - len(body), decode_content=False)
+        if not chunk:
+            return body, True
+        body += chunk
+    return body[:limit], False
+
+
+def _release(response, complete):
+    # A fully read reply leaves the connection reusable (keep-alive); with
+    # bytes still unread, close it rather than drain a possibly huge body.
+    if response is None:
+        return
+    raw = response.raw
+    if not complete:
+        raw.close()
+    raw.release_conn()
+
+
+def _describe_status(status, headers):
+    """Return (error_kind, error_message) for a non-2xx status."""
+    if 300 <= status < 400:
+        location = headers.get("Location")
+        where = f"to {location}" if location else "without a Location"
+        return "redirect", f"Redirect not followed ({status} {where})"
+    return "http_status", f"HTTP {status} from receiver"
+
+
+def _result_from_reply(response, body, duration_ms):
+    status = response.status_code
+    headers = dict(response.headers)
+    result = SendResult(
+        ok=200 <= status < 300,
+        status_code=status,
+        duration_ms=duration_ms,
+        response_headers=headers,
+        response_body=body[:BODY_LIMIT].decode("utf-8", errors="replace"),
+    )
+    if not result.ok:
+        result.error_kind, result.error_message = _describe_status(status, response.headers)
+        result.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    return result
+
+
+# -- classifying failures ----------------------------------------------------
+
+_TIMEOUTS = (
+    TimeoutError,  # socket.timeout is an alias
+    urllib3.exceptions.TimeoutError,
+    requests.exceptions.Timeout,
+)
+_TLS_ERRORS = (
+    ssl.SSLError,
+    ssl.CertificateError,
+    urllib3.exceptions.SSLError,
+    requests.exceptions.SSLError,
+)
+_BAD_URL = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    urllib3.exceptions.LocationValueError,
+)
+# Everything post() turns into a SendResult instead of raising.
+_DELIVERY_ERRORS = (
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+    netguard.AddressNotAllowed,
+)
+_DNS_NOT_FOUND = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def _causes(exc):
+    """Yield ``exc`` and every exception it wraps, however it wraps them."""
+    seen, stack = set(), [exc]
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        stack += list(current.args)
+
+
+def _first(causes, kinds):
+    return next((c for c in causes if isinstance(c, kinds)), None)
+
+
+def _timed_out(causes):
+    # urllib3's NewConnectionError (and so NameResolutionError) subclasses
+    # ConnectTimeoutError for historical reasons: not a timeout.
+    return any(
+        isinstance(c, _TIMEOUTS)
+        and not isinstance(c, urllib3.exceptions.NewConnectionError)
+        for c in causes
+    )
+
+
+def _authority(url):
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    port = port or (443 if parts.scheme == "https" else 80)
+    return parts.hostname or "?", f"{host}:{port}"
+
+
+def _dns_message(host, error):
+    if error is not None and error.errno in _DNS_NOT_FOUND:
+        return f"DNS name not found: {host}"
+    reason = error.strerror if error is not None else "lookup failed"
+    return f"DNS lookup failed for {host}: {reason}"
+
+
+def _tls_message(error):
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS certificate problem: {error.verify_message or error}"
+    reason = getattr(error, "reason", None)
+    return f"TLS handshake failed: {reason if isinstance(reason, str) else error}"
+
+
+def _connection_message(causes):
+    if _first(causes, ConnectionResetError):
+        return "Connection reset by receiver"
+    if _first(causes, http.client.RemoteDisconnected):
+        return "Receiver closed the connection without answering"
+    if _first(causes, (http.client.IncompleteRead, urllib3.exceptions.ProtocolError)):
+        return "Connection broken while reading the reply"
+    # Name the innermost error, not requests' and urllib3's wrappers of it.
+    wrappers = (requests.exceptions.RequestException, urllib3.exceptions.MaxRetryError)
+    plain = [c for c in causes if not isinstance(c, wrappers)]
+    return f"Connection failed: {(plain or causes)[-1]}"
+
+
+def classify_error(exc, url, deadline, deadline_fired=False):
+    """Return (error_kind, error_message) for an exception raised sending to ``url``."""
+    causes = list(_causes(exc))
+    host, authority = _authority(url)
+    if deadline_fired or _timed_out(causes):
+        return "timeout", f"Timed out after {deadline:g} s"
+    refused = _first(causes, netguard.AddressNotAllowed)
+    if refused:
+        return "address_not_allowed", f"Address not allowed: {refused}"
+    if _first(causes, (socket.gaierror, urllib3.exceptions.NameResolutionError)):
+        return "dns", _dns_message(host, _first(causes, socket.gaierror))
+    tls = _first(causes, (ssl.SSLError, ssl.CertificateError)) or _first(causes, _TLS_ERRORS)
+    if tls:
+        return "tls", _tls_message(tls)
+    if _first(causes, ConnectionRefusedError):
+        return "refused", f"Connection refused by {authority}"
+    if _first(causes, _BAD_URL):
+        return "connection", f"Invalid URL: {url}"
+    return "connection", _connection_message(causes)
+
+
+# -- the sender ----------------------------------------------------------------
+
+
+class Sender:
+    """Deliver webhook POSTs safely; one instance per process, reused.
+
+    ``allowed_networks`` (networks from :func:`netguard.parse_networks`, or
+    the comma-separated text itself) are reachable even though private; with ``block_private=False`` the SSRF guard is off
+    (development only).  ``deadline`` bounds each whole exchange in seconds.
+    """
+
+    def __init__(
+        self,
+        allowed_networks=None,
+        block_private=True,
+        deadline=10.0,
+        user_agent="Hookline/0.1",
+    ):
+        if isinstance(allowed_networks, str):
+            allowed_networks = netguard.parse_networks(allowed_networks)
+        self.allowed_networks = list(allowed_networks or ())
+        self.block_private = block_private
+        self.deadline = float(deadline)
+        self.user_agent = user_agent
+        if block_private:
+            resolver = functools.partial(
+                netguard.resolve_checked, allowed=self.allowed_networks
+            )
+        else:
+            resolver = _resolve_unchecked
+        self._session = _new_session(resolver)
+
+    def close(self):
+        """Close pooled connections."""
+        self._session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def post(self, url, body, signature_headers, custom_headers=()):
+        """POST ``body`` to ``url`` and return a :class:`SendResult`.
+
+        ``signature_headers`` are the ``webhook-*`` headers (see
+        :func:`tasks.signing.signature_headers`); ``custom_headers`` (dict or
+        pairs) are the endpoint's own, filtered by :func:`build_headers`.
+        Network trouble never raises: it is described in the result.
+        """
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        headers = build_headers(self.user_agent, signature_headers, custom_headers)
+        response, complete = None, False
+        with _Exchange(self.deadline) as exchange:
+            started = time.perf_counter()
+            try:
+                response = self._send(url, body, headers)
+                data, complete = _read_capped(response.raw)
+                error = None
+            except _DELIVERY_ERRORS as exc:
+                error = exc
+            finally:
+                fired = exchange.finish()
+                duration_ms = (time.perf_counter() - started) * 1000
+                _release(response, complete and not fired)
+        if error is None and not fired:
+            return _result_from_reply(response, data, duration_ms)
+        return self._failure(url, error, fired, response, duration_ms)
+
+    def _send(self, url, body, headers):
+        # The adapter is called directly, not Session.send(): with
+        # allow_redirects=False the session still reads the whole body of a
+        # 3xx reply (to prepare Response.next), ignoring our size cap, and it
+        # would keep receivers' cookies.  The adapter never follows redirects.
+        request = self._session.prepare_request(
+            requests.Request("POST", url, data=body, headers=headers)
+        )
+        timeout = (self.deadline, self.deadline)
+        adapter = self._session.get_adapter(request.url)
+        return adapter.send(request, stream=True, timeout=timeout, verify=True)
+
+    def _failure(self, url, error, fired, response, duration_ms):
+        kind, message = classify_error(error, url, self.deadline, deadline_fired=fired)
+        result = SendResult(
+            ok=False,
+            duration_ms=duration_ms,
+            error_kind=kind,
+            error_message=message,
+        )
+        if response is not None:
+            # The status line and headers arrived before the trouble.
+            result.status_code = response.status_code
+            result.response_headers = dict(response.headers)
+        return result

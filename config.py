@@ -84,8 +84,14 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
         "HOOKLINE_LEASE_SECONDS": float(environ.get("HOOKLINE_LEASE_SECONDS", "60")),
         "HOOKLINE_DELIVERY_TIMEOUT": float(environ.get("HOOKLINE_DELIVERY_TIMEOUT", "10")),
         "HOOKLINE_BATCH_SIZE": int(environ.get("HOOKLINE_BATCH_SIZE", "10")),
+        # After a secret rotation the old secret keeps signing this long.
+        "HOOKLINE_SECRET_OVERLAP_HOURS": float(environ.get("HOOKLINE_SECRET_OVERLAP_HOURS", "24")),
         "HOOKLINE_USER_AGENT": f"Hookline/{VERSION}",
         "MAX_CONTENT_LENGTH": 256 * 1024,
+        # Sign-in throttling: failures allowed per window, per account and per address.
+        "HOOKLINE_LOGIN_MAX_PER_ACCOUNT": int(environ.get("HOOKLINE_LOGIN_MAX_PER_ACCOUNT", "5")),
+        "HOOKLINE_LOGIN_MAX_PER_ADDRESS": int(environ.get("HOOKLINE_LOGIN_MAX_PER_ADDRESS", "20")),
+        "HOOKLINE_LOGIN_WINDOW_SECONDS": int(environ.get("HOOKLINE_LOGIN_WINDOW_SECONDS", "900")),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_ENABLED": True,

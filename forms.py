@@ -7,6 +7,7 @@ The rules live in :func:`check_settings` as plain Python so that
 import re
 from urllib.parse import urlsplit
 
+from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -23,6 +24,7 @@ from wtforms import (
 from wtforms.validators import InputRequired, Length
 
 from events import CATALOG, EVENT_TYPES
+from tasks.netguard import AddressNotAllowed, check_url_host, parse_networks
 
 MAX_URL_LENGTH = 2048
 MAX_HEADERS = 20
@@ -46,8 +48,13 @@ def is_reserved_header(name: str) -> bool:
     return lowered in RESERVED_HEADERS or lowered.startswith("webhook-")
 
 
-def check_url(url: str, *, enabled: bool, require_https: bool) -> str | None:
-    """The error for the Webhook URL field, or None when it is acceptable."""
+def check_url(url: str, *, enabled: bool, require_https: bool, allowed_networks=None) -> str | None:
+    """The error for the Webhook URL field, or None when it is acceptable.
+
+    With ``allowed_networks`` (a list of networks, possibly empty) the host is
+    resolved and refused when it is, or resolves to, a private address that
+    those networks do not open. The sender checks again at every connection.
+    """
     if not url:
         return "Enter the URL of your endpoint to enable the integration." if enabled else None
     if len(url) > MAX_URL_LENGTH:
@@ -67,7 +74,20 @@ def check_url(url: str, *, enabled: bool, require_https: bool) -> str | None:
         return "Put credentials in an Additional Header, not in the URL."
     if require_https and parts.scheme != "https":
         return "The URL must use https://."
+    if allowed_networks is not None:
+        try:
+            check_url_host(url, allowed_networks)
+        except AddressNotAllowed as exc:
+            return f"Address not allowed: {exc}"
     return None
+
+
+def url_rules() -> dict:
+    """The app's URL rules as keyword arguments for :func:`check_url`."""
+    return {
+        "require_https": current_app.config["HOOKLINE_REQUIRE_HTTPS"],
+        "allowed_networks": parse_networks(current_app.config["HOOKLINE_ALLOWED_NETWORKS"]),
+    }
 
 
 def check_events(events: list[str], *, enabled: bool) -> str | None:
@@ -139,11 +159,9 @@ class MultiCheckboxField(SelectMultipleField):
 class WebhookSettingsForm(FlaskForm):
     """Settings > Integrations > Custom Webhook.
 
-    Pass ``meta={"require_https": bool}`` from the app's config.
+    The URL rules (https, allowed networks) come from the app's config.
     """
 
-    class Meta:
-        require_https = True
 
     headers_error: str | None = None
 
@@ -171,11 +189,10 @@ class WebhookSettingsForm(FlaskForm):
     def validate(self, extra_validators=None) -> bool:
         """Run the shared settings rules and attach each error to its field."""
         ok = super().validate(extra_validators)
-        require_https = self.meta.require_https
         enabled = bool(self.enabled.data)
         url = (self.url.data or "").strip()
         self.url.data = url
-        if error := check_url(url, enabled=enabled, require_https=require_https):
+        if error := check_url(url, enabled=enabled, **url_rules()):
             self.url.errors = [error]
             ok = False
         if error := check_events(self.events.data or [], enabled=enabled):

@@ -8,7 +8,7 @@ from flask.cli import AppGroup
 
 from cli.devtools import listen
 from events import EVENT_TYPES
-from forms import check_events, check_headers, check_url, parse_header_line
+from forms import check_events, check_headers, check_url, parse_header_line, url_rules
 from models import db
 from models.settings import apply_settings, get_settings
 from tasks.signing import generate_secret
@@ -64,7 +64,7 @@ def set_(url, enable, events_arg, header_lines) -> None:
         headers = [tuple(h) for h in settings.headers or []]
 
     errors = {}
-    if error := check_url(url, enabled=enabled, require_https=current_app.config["HOOKLINE_REQUIRE_HTTPS"]):
+    if error := check_url(url, enabled=enabled, **url_rules()):
         errors["url"] = error
     if error := check_events(events, enabled=enabled):
         errors["events"] = error

@@ -128,3 +128,20 @@ def test_simulate_call_publishes_a_consistent_lifecycle(app, integration):
     ended = bodies[-1]["payload"]
     assert ended["direction"] == "inbound" and len(ended["transcript"]) == 4  # greeting + 3 turns
     assert ended["from"] == bodies[0]["payload"]["from"] and ended["source"] == bodies[0]["payload"]["source"]
+
+
+@pytest.mark.parametrize(
+    "body, field, words",
+    [
+        (b'{"event_type": "error", "payload": {', "body", "not valid JSON"),
+        (b'{"event_type": "error", "payload": {"x": "\xc3\x28"}}', "body", "not valid UTF-8"),
+        (b'{"event_type": "error", "payload": ' + b'{"a":' * 40 + b"1" + b"}" * 41, "payload", "nested more than 32"),
+        (b"[" * 100000 + b"]" * 100000, "body", "nested"),
+    ],
+)
+def test_malformed_bodies_get_a_clear_400(app, client, token, integration, body, field, words):
+    response = post(client, token, body)
+    assert response.status_code == 400
+    assert response.json["field"] == field
+    assert words in response.json["error"]
+    assert counts(app) == (0, 0)

@@ -86,3 +86,63 @@ def test_csrf_rejects_forms_without_a_valid_token(csrf_app_config, client, admin
     # Logout is a CSRF-protected POST too.
     assert client.post("/logout").status_code == 400
     assert client.get("/settings/integrations/webhook").status_code == 200
+
+
+def test_security_headers_on_every_page(client):
+    response = client.get("/login")
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert "frame-ancestors 'none'" in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_no_inline_scripts_in_templates():
+    import pathlib
+
+    templates = pathlib.Path(__file__).parent.parent / "templates"
+    for path in templates.rglob("*.html"):
+        html = path.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), f"inline <script> in {path}"
+        assert not re.search(r"\son[a-z]+=\"", html), f"inline event handler in {path}"
+
+
+def test_session_cookie_flags(app, client, admin):
+    response = client.post("/login", data={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_production_cookie_is_secure_and_default_key_refused(monkeypatch, tmp_path):
+    from app import create_app
+
+    monkeypatch.setenv("HOOKLINE_ENV", "production")
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/p.sqlite"})
+    monkeypatch.setenv("SECRET_KEY", "a-real-production-key-0123456789")
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/p.sqlite"})
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["HOOKLINE_REQUIRE_HTTPS"] is True
+    assert app.config["HOOKLINE_ALLOWED_NETWORKS"] == ""
+
+
+def test_login_is_throttled_per_account(client, admin, app):
+    for _ in range(5):
+        assert client.post("/login", data={"email": ADMIN_EMAIL, "password": "wrong-guess"}).status_code == 400
+    blocked = client.post("/login", data={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    assert blocked.status_code == 429
+    assert "Too many sign-in attempts" in blocked.text
+    assert int(blocked.headers["Retry-After"]) > 0
+    # Another account from the same address is not blocked yet.
+    other = client.post("/login", data={"email": "someone@example.com", "password": "x"})
+    assert other.status_code == 400
+
+
+def test_login_is_throttled_per_address(client, admin, app):
+    app.config["HOOKLINE_LOGIN_MAX_PER_ADDRESS"] = 3
+    for i in range(3):
+        client.post("/login", data={"email": f"user{i}@example.com", "password": "wrong"})
+    blocked = client.post("/login", data={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    assert blocked.status_code == 429

@@ -1,6 +1,7 @@
 """The engine's ingestion API: ``POST /api/v1/events`` with a bearer token."""
 
 import hmac
+import json
 
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -13,12 +14,48 @@ from tasks.publish import publish_event
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 ALLOWED_FIELDS = {"event_type", "payload", "timestamp_utc"}
+#: Real call payloads are 3-4 levels deep; anything far deeper is an attack or a bug.
+MAX_DEPTH = 32
+
+
+def _depth(value, limit: int) -> int:
+    """Nesting depth of a JSON value, counting only up to ``limit + 1``."""
+    stack, deepest = [(value, 1)], 0
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if deepest > limit:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _parse_body():
+    """The request body as a JSON object, or a (response, status) naming what is wrong."""
+    raw = request.get_data(cache=False)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, _problem(400, f"The body is not valid UTF-8 (bad byte at position {exc.start}).", "body")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, _problem(400, f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.", "body")
+    except RecursionError:
+        return None, _problem(400, f"The body is nested more than {MAX_DEPTH} levels deep.", "body")
+    if not isinstance(data, dict):
+        return None, _problem(400, "The body must be a JSON object: {\"event_type\": ..., \"payload\": {...}}.", "body")
+    if _depth(data, MAX_DEPTH) > MAX_DEPTH:
+        return None, _problem(400, f"The body is nested more than {MAX_DEPTH} levels deep.", "payload")
+    return data, None
 
 
 def _problem(status: int, message: str, field: str | None = None):
     """A JSON error body that names the bad field when there is one."""
     body = {"error": message}
-    if field:
+    if field is not None:
         body["field"] = field
     return jsonify(body), status
 
@@ -44,14 +81,12 @@ def create_event():
         response.headers["WWW-Authenticate"] = 'Bearer realm="hookline"'
         return response, status
 
-    if request.content_length and request.content_length > 256 * 1024:
-        return too_large(None)
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        return _problem(400, "The body must be a JSON object: {\"event_type\": ..., \"payload\": {...}}.", "body")
+    data, problem = _parse_body()
+    if problem:
+        return problem
     unknown = sorted(set(data) - ALLOWED_FIELDS)
     if unknown:
-        return _problem(400, f"Unknown field: {unknown[0]}.", unknown[0])
+        return _problem(400, f"Unknown field: {unknown[0]!r} (allowed: event_type, payload, timestamp_utc).", unknown[0])
     if "event_type" not in data:
         return _problem(400, "event_type is required.", "event_type")
     if "payload" not in data:

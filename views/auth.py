@@ -6,6 +6,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 
 from forms import ConfirmForm, LoginForm
+from views import throttle
 from models import db
 from models.users import User
 
@@ -47,14 +48,26 @@ def login():
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
     form = LoginForm()
+    status = 200
     if form.validate_on_submit():
-        user = User.by_email(form.email.data)
+        email, address = form.email.data, request.remote_addr or "unknown"
+        wait = throttle.retry_after(email, address)
+        if wait:
+            minutes = max(1, round(wait / 60))
+            form.password.errors.append(
+                f"Too many sign-in attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}.")
+            return render_template("auth/login.html", form=form), 429, {"Retry-After": str(wait)}
+        user = User.by_email(email)
         if user is not None and user.check_password(form.password.data):
+            throttle.record_success(email)
             login_user(user, remember=form.remember.data)
             return redirect(_safe_next(request.args.get("next")))
+        throttle.record_failure(email, address)
         # One message for both cases: do not reveal which emails exist.
         form.password.errors.append("Wrong email or password.")
-    return render_template("auth/login.html", form=form), 200 if not form.errors else 400
+    if form.errors:
+        status = 400
+    return render_template("auth/login.html", form=form), status
 
 
 @bp.route("/logout", methods=["POST"])

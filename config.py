@@ -68,6 +68,8 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
     config = {
         "HOOKLINE_ENV": env,
         "SECRET_KEY": environ.get("SECRET_KEY", DEFAULT_SECRET_KEY),
+        # Encrypts secrets at rest; comma-separated, the first encrypts (default: SECRET_KEY).
+        "HOOKLINE_ENCRYPTION_KEY": environ.get("HOOKLINE_ENCRYPTION_KEY", ""),
         "SQLALCHEMY_DATABASE_URI": environ.get(
             "DATABASE_URL",
             "sqlite:///" + os.path.join(instance_path, "hookline.sqlite"),
@@ -83,11 +85,19 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
         # A drain that dies mid-send loses its claim after this many seconds.
         "HOOKLINE_LEASE_SECONDS": float(environ.get("HOOKLINE_LEASE_SECONDS", "60")),
         "HOOKLINE_DELIVERY_TIMEOUT": float(environ.get("HOOKLINE_DELIVERY_TIMEOUT", "10")),
-        "HOOKLINE_BATCH_SIZE": int(environ.get("HOOKLINE_BATCH_SIZE", "10")),
+        "HOOKLINE_BATCH_SIZE": int(environ.get("HOOKLINE_BATCH_SIZE", "32")),
+        # Deliveries of different calls one drain sends side by side.
+        "HOOKLINE_SEND_CONCURRENCY": int(environ.get("HOOKLINE_SEND_CONCURRENCY", "8")),
         # After a secret rotation the old secret keeps signing this long.
         "HOOKLINE_SECRET_OVERLAP_HOURS": float(environ.get("HOOKLINE_SECRET_OVERLAP_HOURS", "24")),
         "HOOKLINE_USER_AGENT": f"Hookline/{VERSION}",
         "MAX_CONTENT_LENGTH": 256 * 1024,
+        # Auto-disable when nothing succeeded for this long, with this many failures.
+        "HOOKLINE_AUTO_DISABLE_HOURS": float(environ.get("HOOKLINE_AUTO_DISABLE_HOURS", "24")),
+        "HOOKLINE_AUTO_DISABLE_MIN_FAILURES": int(environ.get("HOOKLINE_AUTO_DISABLE_MIN_FAILURES", "10")),
+        # Deliveries and attempts older than this are pruned by the maintenance pass.
+        "HOOKLINE_RETENTION_DAYS": float(environ.get("HOOKLINE_RETENTION_DAYS", "30")),
+        "HOOKLINE_MAINTENANCE_SECONDS": float(environ.get("HOOKLINE_MAINTENANCE_SECONDS", "600")),
         # Sign-in throttling: failures allowed per window, per account and per address.
         "HOOKLINE_LOGIN_MAX_PER_ACCOUNT": int(environ.get("HOOKLINE_LOGIN_MAX_PER_ACCOUNT", "5")),
         "HOOKLINE_LOGIN_MAX_PER_ADDRESS": int(environ.get("HOOKLINE_LOGIN_MAX_PER_ADDRESS", "20")),

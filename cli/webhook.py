@@ -1,6 +1,7 @@
-"""``flask webhook show|set``: the integration from the shell, JSON out."""
+"""``flask webhook show|set|rotate-secret``: the integration from the shell, JSON out."""
 
 import json
+from datetime import timedelta
 
 import click
 from flask import current_app
@@ -10,19 +11,28 @@ from cli.devtools import listen
 from events import EVENT_TYPES
 from forms import check_events, check_headers, check_url, parse_header_line, url_rules
 from models import db
-from models.settings import apply_settings, get_settings
+from models.settings import apply_settings, clear_expired_secret, get_settings, rotate_secret
 from tasks.signing import generate_secret
 
 
 def settings_as_dict(settings) -> dict:
     """The settings as operators see them: header values and secret masked."""
-    return {
+    data = {
         "enabled": settings.enabled,
         "url": settings.url,
         "events": settings.events or [],
         "headers": [{"name": n, "value": v} for n, v in settings.masked_headers()],
         "secret": settings.secret_hint or None,
     }
+    if settings.rotation_in_progress():
+        data["previous_secret"] = settings.previous_secret_hint
+        data["previous_secret_valid_until"] = _utc(settings.previous_secret_expires_at)
+    return data
+
+
+def _utc(moment) -> str:
+    """A naive UTC datetime as ISO 8601 with a Z, e.g. ``2025-01-02T13:45:00Z``."""
+    return moment.replace(microsecond=0).isoformat() + "Z"
 
 
 def _echo_json(data: dict) -> None:
@@ -36,6 +46,8 @@ webhook.add_command(listen)
 @webhook.command("show")
 def show() -> None:
     """Print the settings as JSON (secret and header values masked)."""
+    clear_expired_secret()  # an ended rotation's old secret need not linger
+    db.session.commit()
     _echo_json(settings_as_dict(get_settings()))
 
 
@@ -87,4 +99,27 @@ def set_(url, enable, events_arg, header_lines) -> None:
     if created:
         result["secret"] = created
         result["secret_note"] = "Store this signing secret now; it will not be shown again."
+    _echo_json(result)
+
+
+@webhook.command("rotate-secret")
+def rotate_secret_cmd() -> None:
+    """Make a new signing secret and print it once, as JSON.
+
+    The old secret keeps signing beside it for HOOKLINE_SECRET_OVERLAP_HOURS
+    (default 24), so receivers can switch without missing a delivery.
+    """
+    settings = get_settings()
+    hours = current_app.config["HOOKLINE_SECRET_OVERLAP_HOURS"]
+    try:
+        new = rotate_secret(settings, new_secret=generate_secret, overlap=timedelta(hours=hours))
+    except ValueError as exc:
+        _echo_json({"errors": {"secret": str(exc)}})
+        raise SystemExit(2) from None
+    settings.secret_shown = True  # shown here, once
+    db.session.commit()
+    result = {"secret": new, "secret_note": "Store this signing secret now; it will not be shown again."}
+    if settings.previous_secret:
+        result["previous_secret"] = settings.previous_secret_hint
+        result["previous_secret_valid_until"] = _utc(settings.previous_secret_expires_at)
     _echo_json(result)

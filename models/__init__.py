@@ -47,6 +47,9 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 
 def init_app(app) -> None:
     """Bind the database to the app and register every model."""
+    from models import crypto
+
+    crypto.init_app(app)
     db.init_app(app)
     # Importing registers the tables on Base.metadata (for create_all and Alembic).
     from models import events, settings, users  # noqa: F401

@@ -55,6 +55,12 @@ class Delivery(db.Model):
         # Per-call ordering and the log's call filter.
         Index("ix_deliveries_call", "call_id", "id"),
         Index("ix_deliveries_type", "event_type", "id"),
+        # The log's status and test/real filters, newest first (keyset on id).
+        Index("ix_deliveries_status", "status", "id"),
+        Index("ix_deliveries_test", "is_test", "id"),
+        # Stats windows and "redeliver failed since": a range on created_at
+        # (status included so the per-hour counts read the index only).
+        Index("ix_deliveries_created", "created_at", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -86,6 +92,10 @@ class Attempt(db.Model):
     """One HTTP exchange (or failure to have one) for a delivery."""
 
     __tablename__ = "attempts"
+    __table_args__ = (
+        # Stats: the last 24 h of attempts and the latest one.
+        Index("ix_attempts_started", "started_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     delivery_id: Mapped[int] = mapped_column(

@@ -1,12 +1,13 @@
 """The one WebhookSettings row: the tenant's Custom Webhook integration."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, String, Text
+from sqlalchemy import JSON, String, Text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models import db, utcnow
+from models.crypto import EncryptedJSON, EncryptedText
 
 SETTINGS_ID = 1
 #: How many characters of a header value stay visible once saved.
@@ -26,20 +27,49 @@ class WebhookSettings(db.Model):
     # Subscribed event types, e.g. ["call_initiated", "call_ended"].
     events: Mapped[list] = mapped_column(JSON, default=list)
     # Extra request headers as [[name, value], ...] in the admin's order.
-    headers: Mapped[list] = mapped_column(JSON, default=list)
-    secret: Mapped[str | None] = mapped_column(Text)
+    # Secrets at rest: header values (API keys) and signing secrets are
+    # stored encrypted (models/crypto.py); Python code sees plain values.
+    headers: Mapped[list] = mapped_column(EncryptedJSON, default=list)
+    secret: Mapped[str | None] = mapped_column(EncryptedText)
     # False until the panel (or CLI) has shown the whole secret once.
     secret_shown: Mapped[bool] = mapped_column(default=False)
     secret_created_at: Mapped[datetime | None]
+    # During a rotation the replaced secret keeps signing (beside the new one)
+    # until previous_secret_expires_at, so receivers can switch without a gap.
+    previous_secret: Mapped[str | None] = mapped_column(EncryptedText)
+    previous_secret_expires_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Set when Hookline switched the integration off by itself (410 Gone, or
+    # everything failing for a day); shown as a banner until re-enabled.
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    disabled_at: Mapped[datetime | None]
 
     def wants(self, event_type: str) -> bool:
         """True when a new event of this type should be delivered."""
         return bool(self.enabled and self.url and event_type in (self.events or []))
 
-    def signing_secrets(self) -> list[str]:
-        """The secrets that sign a delivery right now (several during a rotation)."""
-        return [self.secret] if self.secret else []
+    def signing_secrets(self, now: datetime | None = None) -> list[str]:
+        """The secrets that sign a delivery right now: [new, old] during a rotation."""
+        if not self.secret:
+            return []
+        if self.rotation_in_progress(now):
+            return [self.secret, self.previous_secret]
+        return [self.secret]
+
+    def rotation_in_progress(self, now: datetime | None = None) -> bool:
+        """True while the previous secret still signs beside the current one."""
+        return bool(
+            self.previous_secret
+            and self.previous_secret_expires_at
+            and (now or utcnow()) < self.previous_secret_expires_at
+        )
+
+    @property
+    def previous_secret_hint(self) -> str:
+        """The first characters of the previous secret (rotation in progress)."""
+        if not self.previous_secret:
+            return ""
+        return self.previous_secret[:SECRET_PREFIX_SHOWN] + "…"
 
     @property
     def secret_hint(self) -> str:
@@ -99,6 +129,9 @@ def apply_settings(settings, *, enabled, url, events, headers, new_secret) -> st
     a URL), so the caller can show it once; otherwise None.
     """
     settings.enabled = enabled
+    if enabled:
+        # Switching it on by hand ends an automatic disable.
+        settings.disabled_reason = settings.disabled_at = None
     settings.url = url or None
     settings.events = list(events)
     settings.headers = [[n, v] for n, v in unmask_headers(settings, headers)]
@@ -108,3 +141,45 @@ def apply_settings(settings, *, enabled, url, events, headers, new_secret) -> st
         settings.secret_created_at = utcnow()
         return settings.secret
     return None
+
+
+def rotate_secret(settings, *, new_secret, overlap: timedelta) -> str:
+    """Replace the signing secret; the old one keeps signing for ``overlap``.
+
+    The caller commits. Returns the new secret. Raises ValueError when there
+    is no secret yet (it is created with the first saved URL). Rotating
+    again during an overlap retires the oldest secret at once: at most two
+    secrets ever sign a delivery.
+    """
+    if not settings.secret:
+        raise ValueError("There is no signing secret yet: save a webhook URL first.")
+    now = utcnow()
+    if overlap > timedelta(0):
+        settings.previous_secret = settings.secret
+        settings.previous_secret_expires_at = now + overlap
+    else:
+        settings.previous_secret = None
+        settings.previous_secret_expires_at = None
+    settings.secret = new_secret()
+    settings.secret_shown = False
+    settings.secret_created_at = now
+    return settings.secret
+
+
+def clear_expired_secret() -> None:
+    """Forget a previous secret whose overlap has ended; the caller commits.
+
+    signing_secrets() already ignores it; this only keeps it from lingering
+    in the database. A conditional UPDATE rather than an attribute write, so
+    a process holding stale settings can never erase the previous secret of
+    a rotation made meanwhile.
+    """
+    db.session.execute(
+        update(WebhookSettings)
+        .where(
+            WebhookSettings.id == SETTINGS_ID,
+            WebhookSettings.previous_secret_expires_at <= utcnow(),
+        )
+        .values(previous_secret=None, previous_secret_expires_at=None)
+        .execution_options(synchronize_session="fetch")
+    )

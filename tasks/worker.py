@@ -11,14 +11,24 @@ Redis loses its jobs (restart without persistence, FLUSHALL).
 """
 
 import logging
+import os
+import socket
 import threading
+import time
 
+import redis
 from rq import SimpleWorker
 
-from tasks.drain import has_due_work
+from tasks import maintenance
+from tasks.drain import drain, has_due_work
 from tasks.queue import get_queue, get_redis, wake
 
 log = logging.getLogger(__name__)
+
+#: Each worker's tick writes ``hookline:worker:<host>-<pid> = <unix time>``;
+#: /healthz and /metrics read them. The key expires when the worker dies.
+HEARTBEAT_PREFIX = "hookline:worker:"
+HEARTBEAT_TTL = 60
 
 
 class HooklineWorker(SimpleWorker):
@@ -37,14 +47,37 @@ class HooklineWorker(SimpleWorker):
 def tick(app, stop: threading.Event) -> None:
     """Wake a drain whenever the database has due work; runs until ``stop`` is set."""
     interval = app.config["HOOKLINE_TICK_SECONDS"]
+    heartbeat = f"{HEARTBEAT_PREFIX}{socket.gethostname()}-{os.getpid()}"
     while not stop.wait(interval):
         try:
             with app.app_context():
-                if has_due_work():
-                    wake()
+                _tick_once(heartbeat)
+            maintenance.run_if_due(app)
         except Exception:
             # Redis or the database may be briefly away; try again next tick.
             log.warning("tick failed; retrying in %ss", interval, exc_info=True)
+
+
+def _tick_once(heartbeat: str) -> None:
+    """One tick: heartbeat, then make sure due work gets a drain."""
+    try:
+        # From this thread, not the job loop: a long drain must not
+        # make a live worker look dead.
+        get_redis().set(heartbeat, time.time(), ex=HEARTBEAT_TTL)
+        redis_up = True
+    except redis.exceptions.ConnectionError:
+        redis_up = False
+    if not has_due_work():
+        return
+    if redis_up:
+        try:
+            wake()
+            return
+        except redis.exceptions.ConnectionError:
+            pass
+    # No Redis, no jobs: deliver from this thread instead. Leases keep it
+    # safe beside the other workers' drains.
+    drain()
 
 
 def run_worker(app, *, burst: bool = False) -> None:
@@ -56,7 +89,15 @@ def run_worker(app, *, burst: bool = False) -> None:
     ticker = threading.Thread(target=tick, args=(app, stop), name="hookline-tick", daemon=True)
     ticker.start()
     try:
-        worker = HooklineWorker([queue], connection=connection, flask_app=app)
-        worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+        while True:
+            try:
+                worker = HooklineWorker([queue], connection=connection, flask_app=app)
+                worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+                return  # stopped by a signal, or burst finished
+            except redis.exceptions.ConnectionError:
+                # Redis went away (restart, failover): the tick keeps delivering
+                # from the database meanwhile; start a fresh RQ worker when it is back.
+                log.warning("lost Redis; restarting the RQ worker in 1 s", exc_info=True)
+                time.sleep(1)
     finally:
         stop.set()

@@ -70,10 +70,35 @@ def redis_url(tmp_path_factory):
     proc.wait(10)
 
 
+@pytest.fixture(scope="session")
+def postgres_url():
+    """HOOKLINE_TEST_DATABASE_URL with a schema of this run's own, or None.
+
+    A private schema (search_path in the URL, so worker processes get it
+    too) lets several test runs share one PostgreSQL database safely.
+    """
+    base = os.environ.get("HOOKLINE_TEST_DATABASE_URL")
+    if not base:
+        yield None
+        return
+    import sqlalchemy
+
+    schema = f"hookline_test_{os.getpid()}"
+    engine = sqlalchemy.create_engine(base)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in base else "?"
+    yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    engine.dispose()
+
+
 @pytest.fixture
-def database_url(tmp_path):
+def database_url(tmp_path, postgres_url):
     """PostgreSQL when HOOKLINE_TEST_DATABASE_URL is set, else a fresh SQLite file."""
-    return os.environ.get("HOOKLINE_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'test.sqlite'}"
+    return postgres_url or f"sqlite:///{tmp_path / 'test.sqlite'}"
 
 
 @pytest.fixture
@@ -169,6 +194,7 @@ def worker_env(app) -> dict:
         HOOKLINE_TICK_SECONDS=str(config["HOOKLINE_TICK_SECONDS"]),
         HOOKLINE_LEASE_SECONDS=str(config["HOOKLINE_LEASE_SECONDS"]),
         HOOKLINE_BATCH_SIZE=str(config["HOOKLINE_BATCH_SIZE"]),
+        HOOKLINE_SEND_CONCURRENCY=str(config["HOOKLINE_SEND_CONCURRENCY"]),
         HOOKLINE_DELIVERY_TIMEOUT=str(config["HOOKLINE_DELIVERY_TIMEOUT"]),
         HOOKLINE_ALLOWED_NETWORKS=config["HOOKLINE_ALLOWED_NETWORKS"],
     )

@@ -186,3 +186,28 @@ def test_secret_is_created_on_first_url_and_shown_exactly_once(auth_client, app)
     auth_client.post(URL, data=form_data(url="https://changed.example.com/"))
     assert saved(app).secret == secret
     assert secret not in auth_client.get(URL).text
+
+
+def test_secret_and_header_values_are_encrypted_at_rest(auth_client, app):
+    from sqlalchemy import text
+
+    auth_client.post(URL, data=form_data())
+    with app.app_context():
+        row = db.session.execute(text("SELECT secret, headers FROM webhook_settings")).one()
+        secret = get_settings().secret
+    assert secret.startswith("whsec_")
+    assert "whsec_" not in row.secret and secret not in row.secret
+    assert "sk_live_1234567890abcd" not in row.headers and "X-Api-Key" not in row.headers
+
+
+def test_encryption_key_can_be_rotated(app_config, auth_client, app):
+    from app import create_app
+
+    auth_client.post(URL, data=form_data())
+    secret = saved(app).secret
+    rotated = create_app({**app_config, "HOOKLINE_ENCRYPTION_KEY": "new-key-material, " + app_config["SECRET_KEY"]})
+    with rotated.app_context():
+        assert get_settings().secret == secret
+    wrong = create_app({**app_config, "HOOKLINE_ENCRYPTION_KEY": "some-other-key"})
+    with wrong.app_context(), pytest.raises(RuntimeError, match="HOOKLINE_ENCRYPTION_KEY"):
+        get_settings()

@@ -1,6 +1,6 @@
 """Blueprints, one per area of the panel and API."""
 
-from views import api, auth, health, security, settings
+from views import api, auth, catalog, deliveries, health, security, settings
 
 
 def init_app(app) -> None:
@@ -9,6 +9,8 @@ def init_app(app) -> None:
     security.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(settings.bp)
+    app.register_blueprint(catalog.bp)
+    app.register_blueprint(deliveries.bp)
     app.register_blueprint(api.bp)
     # The engine authenticates with a bearer token, not a browser session.
     app.extensions["csrf"].exempt(api.bp)

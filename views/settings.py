@@ -1,13 +1,22 @@
-"""Settings > Integrations > Custom Webhook: the form."""
+"""Settings > Integrations > Custom Webhook: the form, the Test button, secret rotation."""
 
-from flask import Blueprint, current_app, flash, redirect, render_template, url_for
+from datetime import timedelta
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import login_required
 
 from events import CATALOG, EVENT_TYPES
 from forms import ConfirmForm, WebhookSettingsForm
 from models import db
-from models.settings import apply_settings, get_settings
+from models.events import Delivery
+from models.settings import apply_settings, clear_expired_secret, get_settings, rotate_secret
 from tasks.signing import generate_secret
+from tasks.testsend import CannotTest, describe, send_test
+
+#: The event the Test button sends unless the admin picks another.
+DEFAULT_TEST_EVENT = "call_initiated"
+#: Where the no-JavaScript Test button leaves its result for the next page view.
+TEST_RESULT_KEY = "webhook_test_delivery"
 
 bp = Blueprint("settings", __name__, url_prefix="/settings/integrations/webhook")
 
@@ -35,13 +44,26 @@ def _settings_form(settings=None) -> WebhookSettingsForm:
     )
 
 
+def _last_test():
+    """The test the no-JavaScript button just sent, to show beside the button once."""
+    delivery_id = session.pop(TEST_RESULT_KEY, None)
+    delivery = db.session.get(Delivery, delivery_id) if delivery_id else None
+    if delivery is None or not delivery.is_test or not delivery.attempts:
+        return None
+    return delivery
+
+
 def _render(form, settings, status=200):
     """Render the page; reveal the signing secret if it has never been shown."""
+    if settings.previous_secret and not settings.rotation_in_progress():
+        clear_expired_secret()
+        db.session.commit()
     reveal = None
     if settings.secret and not settings.secret_shown:
         reveal = settings.secret
         settings.secret_shown = True
         db.session.commit()
+    last_test = _last_test()
     page = render_template(
         "settings/webhook.html",
         form=form,
@@ -50,6 +72,10 @@ def _render(form, settings, status=200):
         event_types=EVENT_TYPES,
         reveal_secret=reveal,
         confirm_form=ConfirmForm(),
+        test_event=last_test.event_type if last_test else DEFAULT_TEST_EVENT,
+        test_delivery=last_test,
+        test_outcome=describe(last_test.attempts[-1]) if last_test else None,
+        rotating=settings.rotation_in_progress(),
     )
     return page, status
 
@@ -90,3 +116,77 @@ def save():
     db.session.commit()
     flash("Settings saved." + (" Your signing secret was created: copy it now." if created else ""), "success")
     return redirect(url_for("settings.webhook"))
+
+
+@bp.post("/test")
+def test():
+    """Send the chosen event's example to the saved URL now; show what happened.
+
+    htmx asks with an HX-Request header and gets the result fragment (always
+    200, so htmx swaps it in: the outcome is the receiver's, not ours).
+    Without JavaScript the result is flashed and shown after a redirect.
+    """
+    event_type = request.form.get("event_type", DEFAULT_TEST_EVENT)
+    settings = get_settings()
+    delivery = outcome = None
+    if event_type not in CATALOG:
+        problem = f"Unknown event type {event_type!r}."
+    else:
+        try:
+            delivery = send_test(settings, event_type)
+            outcome = describe(delivery.attempts[-1])
+            problem = None
+        except CannotTest as exc:
+            problem = str(exc)
+
+    if request.headers.get("HX-Request") == "true":
+        return render_template(
+            "settings/_test_result.html", test_outcome=outcome, test_delivery=delivery, test_problem=problem
+        )
+    if problem:
+        flash(f"Test not sent: {problem}", "warning")
+    else:
+        flash(f"Test {event_type} sent — {outcome.headline}", outcome.level)
+        # Only the id travels in the session cookie: a reply body could overflow it.
+        session[TEST_RESULT_KEY] = delivery.id
+    return redirect(url_for("settings.webhook") + "#test-webhook")
+
+
+@bp.post("/rotate-secret")
+def rotate():
+    """Make a new signing secret (shown once); the old one keeps signing for a while."""
+    settings = get_settings()
+    hours = current_app.config["HOOKLINE_SECRET_OVERLAP_HOURS"]
+    try:
+        rotate_secret(settings, new_secret=generate_secret, overlap=timedelta(hours=hours))
+    except ValueError as exc:
+        flash(str(exc), "warning")
+        return redirect(url_for("settings.webhook"))
+    db.session.commit()
+    if settings.previous_secret:
+        until = settings.previous_secret_expires_at.strftime("%Y-%m-%d %H:%M")
+        flash(
+            f"New signing secret created: copy it now. Until {until} UTC every request is "
+            "signed with both the new and the previous secret, so update your receiver before then.",
+            "success",
+        )
+    else:
+        flash("New signing secret created: copy it now. The previous secret no longer signs.", "success")
+    return redirect(url_for("settings.webhook") + "#signing-secret-section")
+
+
+@bp.post("/reenable")
+def reenable():
+    """Switch the integration back on after Hookline disabled it by itself."""
+    settings = get_settings()
+    since = settings.disabled_at
+    settings.enabled = True
+    settings.disabled_reason = settings.disabled_at = None
+    db.session.commit()
+    message = "The integration is enabled again."
+    if since:
+        message += (f" Deliveries that failed or were cancelled since {since:%Y-%m-%d %H:%M} UTC can be "
+                    "sent again with “Redeliver all failed since” in the delivery log.")
+    flash(message, "success")
+    return redirect(url_for("settings.webhook"))
+

@@ -31,6 +31,50 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-check-all]").forEach((b) => b.addEventListener("click", () => setAll(b.dataset.checkAll, true)));
   document.querySelectorAll("[data-check-none]").forEach((b) => b.addEventListener("click", () => setAll(b.dataset.checkNone, false)));
 
+  // "The test uses the saved settings": say so as soon as the form is edited.
+  const settingsForm = document.getElementById("webhook-form");
+  const unsaved = document.getElementById("test-unsaved");
+  if (settingsForm && unsaved) {
+    const markDirty = (event) => {
+      // The Test's event picker sits inside the settings form but belongs to the test form.
+      if (event.target.form && event.target.form !== settingsForm) return;
+      unsaved.classList.remove("d-none");
+    };
+    settingsForm.addEventListener("input", markDirty);
+    settingsForm.addEventListener("change", markDirty);
+    settingsForm.addEventListener("click", (event) => {
+      if (event.target.closest("[data-remove-row], [data-add-row], [data-check-all], [data-check-none]")) markDirty(event);
+    });
+  }
+
+  // The Test button waits for the receiver (up to the 10 s deadline): show that it is busy.
+  const testButton = document.getElementById("test-webhook");
+  const testResult = document.getElementById("test-result");
+  if (testButton && testResult) {
+    const label = testButton.textContent;
+    document.body.addEventListener("htmx:beforeRequest", (event) => {
+      if (event.detail.elt.id !== "webhook-test-form") return;
+      testButton.textContent = "Sending test…";
+      testResult.setAttribute("aria-busy", "true");
+    });
+    document.body.addEventListener("htmx:afterRequest", (event) => {
+      if (event.detail.elt.id !== "webhook-test-form") return;
+      testButton.textContent = label;
+      testResult.removeAttribute("aria-busy");
+      if (!event.detail.successful) {
+        // htmx swaps nothing on an error reply (an expired CSRF token, a crash): say something.
+        const status = event.detail.xhr && event.detail.xhr.status;
+        const alert = document.createElement("div");
+        alert.className = "alert alert-danger mt-2 mb-0";
+        alert.id = "test-outcome";
+        alert.textContent = status
+          ? `The test could not be sent (HTTP ${status} from Hookline). Reload the page and try again.`
+          : "The test could not be sent: Hookline did not answer. Check your connection and try again.";
+        testResult.replaceChildren(alert);
+      }
+    });
+  }
+
   document.querySelectorAll("[data-copy]").forEach((button) => {
     button.addEventListener("click", async () => {
       const source = document.querySelector(button.dataset.copy);

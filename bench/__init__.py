@@ -1,0 +1,8 @@
+"""Hookline's benchmark: ``python -m bench`` (``make bench``); never run by the tests.
+
+Modules: services (private Redis, receiver processes, workers, databases),
+receiver (the asyncio receiver each receiver process runs), client (one
+raw-ceiling POST loop), naive (the one-job-per-event baseline's job),
+scenarios (one function per measured line), report (the table and
+results.json).
+"""

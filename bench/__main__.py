@@ -1,0 +1,194 @@
+"""``python -m bench`` (``make bench``): measure Hookline against the box's own ceiling.
+
+One run starts a private Redis, one receiver (shared by every line) and,
+per scenario, its own workers; it prints the table of bench/report.py and
+writes bench/results.json. See bench/README.md for what each line means.
+"""
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import report, scenarios
+from bench.services import Database, Receiver, RedisServer, box_cpu_seconds
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true",
+                   help="shorter run: 3×M instead of 10×M, 5 s paced phases, fewer naive jobs")
+    p.add_argument("--events", "-m", type=int, default=2000, help="M, events per throughput run")
+    p.add_argument("--calls", type=int, default=50, help="C, concurrent simulated calls")
+    p.add_argument("--scale", type=int, help="the scaling run publishes SCALE×M events (default 10, 3 with --quick)")
+    p.add_argument("--rate", type=float, default=50, help="events/s of the latency and publish-cost runs")
+    p.add_argument("--rows", type=int, default=1_000_000, help="deliveries in the database for the log page")
+    p.add_argument("--database-url", help="also run the database lines on PostgreSQL: a throw-away "
+                   "database is created on this server (e.g. postgresql+psycopg://postgres@127.0.0.1/postgres)")
+    p.add_argument("--receivers", type=int, default=2, help="receiver processes sharing the port")
+    p.add_argument("--output", default=str(Path(__file__).with_name("results.json")))
+    return p.parse_args(argv)
+
+
+def say(message: str) -> None:
+    """Progress on stderr; the table goes to stdout."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def measured(scenario, *args) -> dict:
+    """Run a scenario and note how busy the whole box was meanwhile (cores, out of os.cpu_count())."""
+    busy, started = box_cpu_seconds(), time.time()
+    out = scenario(*args)
+    out["box_cores_busy"] = (box_cpu_seconds() - busy) / (time.time() - started)
+    return out
+
+
+def make_context(db: Database, redis: RedisServer, receiver: Receiver, workdir: Path, calls: int):
+    """The app the bench publishes with, on ``db``, and the env its workers get."""
+    from app import create_app
+    from events import EVENT_TYPES
+    from models import db as sqla
+    from models.settings import get_settings
+    from tasks.signing import generate_secret
+
+    common = {"DATABASE_URL": db.url, "REDIS_URL": redis.url, "SECRET_KEY": "bench-secret-key",
+              "HOOKLINE_ALLOWED_NETWORKS": "127.0.0.0/8"}
+    env = {**os.environ, "HOOKLINE_ENV": "testing", "FLASK_APP": "app", **common}
+    app = create_app({"SQLALCHEMY_DATABASE_URI": db.url, "REDIS_URL": redis.url,
+                      "SECRET_KEY": common["SECRET_KEY"],
+                      "HOOKLINE_ALLOWED_NETWORKS": common["HOOKLINE_ALLOWED_NETWORKS"]})
+    with app.app_context():
+        sqla.create_all()
+        settings = get_settings()
+        settings.enabled, settings.events = True, list(EVENT_TYPES)
+        settings.url = receiver.base_url + "/unused"
+        settings.headers = [["X-Api-Key", "sk_bench_0123456789"]]
+        settings.secret = generate_secret()
+        sqla.session.commit()
+        secret = settings.secret
+    return scenarios.Context(app=app, redis=redis, receiver=receiver, database=db, worker_env=env,
+                             secret=secret, logdir=workdir / "logs", calls=calls)
+
+
+def run_database(ctx: scenarios.Context, args) -> dict:
+    """The lines that depend on the database: 3 to 7."""
+    config = ctx.app.config
+    out: dict = {"hookline": {}, "config": {k: config[k] for k in sorted(config)
+                                            if k.startswith("HOOKLINE_") and "SECRET" not in k}}
+    m = args.events
+    out["drain_only"] = {}
+    for k in (1, 2):
+        say(f"[{ctx.database.kind}] drain only: {m} events waiting, then {k} worker(s) start")
+        out["drain_only"][k] = measured(scenarios.drain_only, ctx, k, m)
+    say(f"[{ctx.database.kind}] Hookline, 1 worker, {m} events")
+    workers = scenarios.start_workers(ctx, 1)
+    try:
+        out["hookline"]["k1"] = {"workers": 1, **measured(scenarios.hookline, ctx, workers, 1, m)}
+    finally:
+        workers.close()
+
+    workers = scenarios.start_workers(ctx, 2)
+    try:
+        say(f"[{ctx.database.kind}] Hookline, 2 workers, {m} events")
+        small = out["hookline"]["k2"] = {"workers": 2, **measured(scenarios.hookline, ctx, workers, 2, m)}
+        say(f"[{ctx.database.kind}] Hookline, 2 workers, {args.scale}×{m} events")
+        large = measured(scenarios.hookline, ctx, workers, 2, args.scale * m)
+        out["hookline"]["k2_scaled"] = {"workers": 2, **large}
+        out["scaling"] = {"factor": args.scale, "small_seconds": small["seconds"],
+                          "large_seconds": large["seconds"],
+                          "time_ratio": large["seconds"] / small["seconds"]}
+        say(f"[{ctx.database.kind}] latency at {args.rate:g} ev/s for {args.paced_seconds:g} s")
+        out["latency"] = measured(scenarios.latency, ctx, workers, args.rate, args.paced_seconds)
+        say(f"[{ctx.database.kind}] publish cost while the receiver hangs")
+        out["hanging"] = measured(scenarios.publish_while_hanging, ctx, workers, args.rate,
+                                  args.paced_seconds)
+    finally:
+        # Workers stuck on the hanging receiver would take the 10 s deadline per delivery.
+        workers.close(timeout=2)
+    out["hanging"]["cancelled_afterwards"] = scenarios.cancel_open_deliveries(ctx)
+
+    say(f"[{ctx.database.kind}] log page with {args.rows:,} deliveries (bulk insert first)")
+    out["log_page"] = measured(scenarios.log_page, ctx, args.rows, 20)
+    return out
+
+
+def source_version() -> str:
+    """The commit measured, and whether the work tree had changes (read-only git)."""
+    import subprocess
+
+    from bench.services import ROOT
+
+    def git(*cmd):
+        # --no-optional-locks: `status` must not even refresh the index of a shared tree.
+        return subprocess.run(["git", "--no-optional-locks", *cmd], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + (" + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    args.scale = args.scale or (3 if args.quick else 10)
+    args.paced_seconds = 5.0 if args.quick else 10.0
+    ceiling_seconds = 3.0 if args.quick else 5.0
+    naive_events = 100 if args.quick else 300
+
+    os.environ["HOOKLINE_ENV"] = "testing"  # the bench's own app, like the workers'
+    results: dict = {"ceiling": {}, "naive": {}, "databases": {}}
+    started, load_before = time.time(), os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="hookline-bench-") as tmp:
+        workdir = Path(tmp)
+        redis = RedisServer(workdir)
+        receiver = Receiver(workdir, processes=args.receivers)
+        databases = []
+        try:
+            for k in (1, 2):
+                say(f"raw ceiling, {k} process(es), {ceiling_seconds:g} s")
+                results["ceiling"][k] = measured(scenarios.ceiling, ctx_free(redis, receiver, workdir, args),
+                                                 k, ceiling_seconds)
+            for k in (1, 2):
+                say(f"naive baseline, {k} RQ worker(s), {naive_events} jobs")
+                results["naive"][k] = measured(scenarios.naive, ctx_free(redis, receiver, workdir, args),
+                                               k, naive_events)
+            for url in [None] + ([args.database_url] if args.database_url else []):
+                db = Database(workdir, url)
+                databases.append(db)
+                redis.client.flushdb()
+                ctx = make_context(db, redis, receiver, workdir, args.calls)
+                results["databases"][db.kind] = run_database(ctx, args)
+        finally:
+            receiver.close()
+            redis.close()
+            for db in databases:
+                try:
+                    db.close()
+                except Exception as exc:  # the results matter more than the cleanup
+                    say(f"could not drop {db.url}: {exc}")
+
+    lines = report.build_lines(results)
+    meta = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(time.time() - started, 1),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "source": source_version(), "quick": args.quick, "events": args.events,
+            "calls": args.calls, "scale": args.scale, "rate": args.rate, "receivers": args.receivers,
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+            "hookline_env": {k: v for k, v in os.environ.items() if k.startswith("HOOKLINE_")}}
+    print(f"Hookline bench — {meta['when']}, {meta['machine']}, {meta['seconds']} s"
+          + (" (--quick)" if args.quick else "")
+          + f"; load average {load_before[0]:.1f} before, {meta['loadavg_after'][0]:.1f} after")
+    print(report.render(lines))
+    report.write_json(args.output, meta, results, lines)
+    print(f"\nwritten to {args.output}")
+    return 0
+
+
+def ctx_free(redis, receiver, workdir, args) -> scenarios.Context:
+    """A context for the lines that use no database (ceiling, naive)."""
+    return scenarios.Context(app=None, redis=redis, receiver=receiver, database=None, worker_env={},
+                             secret="", logdir=workdir / "logs", calls=args.calls)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Turn the scenarios' figures into the table and bench/results.json.
+
+Each line carries its figure, its ratio to the raw ceiling with the same
+process count and to the naive baseline (where such a ratio means
+something), the issue's target, whether this run met it, and the
+receiver's CPU use during the line (share of one core), which shows the
+receiver was not the bottleneck.
+"""
+
+import json
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class Line:
+    figure: str
+    value: float | None
+    unit: str
+    x_ceiling: float | None = None
+    x_naive: float | None = None
+    target: str = ""
+    met: bool | None = None
+    receiver_cpu: float | None = None  # share of one core
+    box_busy: float | None = None  # cores the whole machine had busy during the scenario
+    note: str = ""
+
+
+def _rx(data: dict, seconds_key: str = "seconds") -> float | None:
+    if "receiver_cpu_s" not in data or not data.get(seconds_key):
+        return None
+    return data["receiver_cpu_s"] / data[seconds_key]
+
+
+def build_lines(r: dict) -> list[Line]:
+    """The report's lines from the raw results (``r`` as __main__ collects it)."""
+    lines: list[Line] = []
+    ceiling = {k: r["ceiling"][k]["rate"] for k in r.get("ceiling", {})}
+    naive = {k: r["naive"][k]["rate"] for k in r.get("naive", {})}
+
+    for k, data in r.get("ceiling", {}).items():
+        lines.append(Line(f"1. raw ceiling, {k} POSTing process(es)", data["rate"], "req/s",
+                          x_ceiling=1.0, receiver_cpu=_rx(data), box_busy=data.get("box_cores_busy"),
+                          note=f"{data['body_bytes']} B body, keep-alive"))
+    for k, data in r.get("naive", {}).items():
+        lines.append(Line(f"2. naive RQ job per event, {k} worker(s)", data["rate"], "ev/s",
+                          x_ceiling=_ratio(data["rate"], ceiling.get(k)), x_naive=1.0,
+                          receiver_cpu=_rx(data), box_busy=data.get("box_cores_busy"),
+                          note=f"{data['events']} events"))
+
+    for db, d in r.get("databases", {}).items():
+        tag = f" [{db}]"
+        for data in d.get("hookline", {}).values():
+            k = data["workers"]
+            ratio_c, ratio_n = _ratio(data["rate"], ceiling.get(k)), _ratio(data["rate"], naive.get(k))
+            met = None
+            if ratio_c is not None and ratio_n is not None:
+                met = ratio_c >= 0.5 and ratio_n >= 15 and _complete(data)
+            lines.append(Line(f"3. Hookline, {k} worker(s), {data['events']} events{tag}", data["rate"],
+                              "ev/s", ratio_c, ratio_n, "≥0.5× ceiling, ≥15× naive", met,
+                              _rx(data), data.get("box_cores_busy"), _checks(data)))
+        for k, data in d.get("drain_only", {}).items():
+            lines.append(Line(f"3b. drain only (diagnostic), {k} worker(s){tag}", data["rate"], "ev/s",
+                              _ratio(data["rate"], ceiling.get(k)), _ratio(data["rate"], naive.get(k)),
+                              receiver_cpu=_rx(data), box_busy=data.get("box_cores_busy"),
+                              note=f"{data['events']} events queued first; worker CPU "
+                                   f"{data['worker_cpu_per_event_ms']:.2f} ms/ev, "
+                                   f"{data['drain_jobs']} drain jobs"))
+        if "latency" in d:
+            lat = d["latency"]["latency"]
+            rx = _rx(d["latency"])
+            lines.append(Line(f"4. latency p50 at {d['latency']['rate']:g} ev/s, 2 workers{tag}",
+                              lat["median_ms"], "ms", target="≤25", met=lat["median_ms"] <= 25,
+                              receiver_cpu=rx, box_busy=d["latency"].get("box_cores_busy"),
+                              note=f"{lat['n']} events, publish start → arrival"))
+            lines.append(Line(f"4. latency p95{tag}", lat["p95_ms"], "ms"))
+            lines.append(Line(f"4. latency p99{tag}", lat["p99_ms"], "ms", target="≤100",
+                              met=lat["p99_ms"] <= 100, note=f"max {lat['max_ms']:.1f} ms"))
+        normal_median = None
+        for key, label in (("latency", "normal"), ("hanging", "receiver hangs 30 s")):
+            if key not in d:
+                continue
+            pub, ref = d[key]["publish"], d[key]["reference"]
+            ratio = pub["median_ms"] / ref["median_ms"]
+            met = ratio <= 3
+            note = f"= {ratio:.2f}× ref"
+            if key == "latency":
+                normal_median = pub["median_ms"]
+            elif normal_median:
+                change = pub["median_ms"] / normal_median
+                met = met and change <= 1.25
+                note += f", {change:.2f}× the normal median"
+            lines.append(Line(f"5. publish median, {label}{tag}", pub["median_ms"], "ms",
+                              target="≤3× ref" + (", ≤1.25× normal" if key == "hanging" else ""),
+                              met=met, box_busy=d[key].get("box_cores_busy"), note=note))
+            lines.append(Line(f"5. publish p99, {label}{tag}", pub["p99_ms"], "ms"))
+            lines.append(Line(f"5. reference (PING + INSERT + commit), {label}{tag}", ref["median_ms"],
+                              "ms", note=f"median; p99 {ref['p99_ms']:.2f} ms"))
+        if "scaling" in d:
+            s = d["scaling"]
+            allowed = 1.1 * s["factor"]
+            lines.append(Line(f"6. scaling: time({s['factor']}×M) / time(M), 2 workers{tag}",
+                              s["time_ratio"], "×", target=f"≤{allowed:g}",
+                              met=s["time_ratio"] <= allowed,
+                              note=f"{s['small_seconds']:.2f} s → {s['large_seconds']:.2f} s"))
+        if "log_page" in d:
+            page = d["log_page"]
+            figure = f"7. log page, {page['deliveries']:,} deliveries{tag}"
+            if page.get("missing"):
+                lines.append(Line(figure, None, "ms", target="≤150", note="n/a (page missing)"))
+            elif "error" in page:
+                lines.append(Line(figure, None, "ms", target="≤150",
+                                  note=f"n/a (HTTP {page['status']})"))
+            else:
+                median = page["render"]["median_ms"]
+                lines.append(Line(figure, median, "ms", target="≤150", met=median <= 150,
+                                  box_busy=page.get("box_cores_busy"),
+                                  note=f"median of {page['render']['n']}, p95 {page['render']['p95_ms']:.1f} ms;"
+                                       f" bulk insert {page['insert_seconds']:.1f} s"))
+    return lines
+
+
+def _ratio(value, reference):
+    return value / reference if value is not None and reference else None
+
+
+def _complete(data: dict) -> bool:
+    """Every event delivered exactly once, every attempt recorded, signatures good."""
+    verified, sampled = data["signatures_verified"].split("/")
+    return (data["missing"] == 0 and data["duplicates"] == 0 and data["attempt_rows"] == data["events"]
+            and data["delivered_rows"] == data["events"] and verified == sampled)
+
+
+def _checks(data: dict) -> str:
+    ok = "ok" if _complete(data) else "INCOMPLETE"
+    return (f"{ok}: {data['distinct']}/{data['events']} once, {data['duplicates']} dup, "
+            f"{data['attempt_rows']} attempts, sig {data['signatures_verified']}, "
+            f"{data['out_of_call_order']} out of call order; publish loop {data['publish_rate']:.0f} ev/s, "
+            f"worker CPU {data['worker_cpu_per_event_ms']:.2f} ms/ev, {data['drain_jobs']} drain jobs")
+
+
+def _fmt(value, digits=2):
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def render(lines: list[Line]) -> str:
+    """A plain-text table, one line per figure, the checks in the last column."""
+    header = ("figure", "value", "unit", "×ceiling", "×naive", "target", "met", "rx CPU", "box", "note")
+    rows = [header]
+    for line in lines:
+        met = {True: "yes", False: "NO", None: ""}[line.met]
+        value = line.note if line.value is None and line.note.startswith("n/a") else _fmt(line.value)
+        note = "" if value == line.note else line.note
+        rx = f"{line.receiver_cpu * 100:.0f}%" if line.receiver_cpu is not None else ""
+        box = f"{line.box_busy:.1f}" if line.box_busy is not None else ""
+        rows.append((line.figure, value, line.unit, _fmt(line.x_ceiling), _fmt(line.x_naive, 1),
+                     line.target, met, rx, box, note))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header) - 1)]
+    out = []
+    for n, row in enumerate(rows):
+        cells = [str(c).rjust(w) if 0 < i < 5 else str(c).ljust(w) for i, (c, w) in
+                 enumerate(zip(row, widths))]
+        out.append("  ".join(cells + [str(row[-1])]).rstrip())
+        if n == 0:
+            out.append("-" * len(out[0]))
+    return "\n".join(out)
+
+
+def write_json(path, meta: dict, results: dict, lines: list[Line]) -> None:
+    with open(path, "w") as f:
+        json.dump({"meta": meta, "lines": [asdict(line) for line in lines], "raw": results}, f,
+                  indent=2, default=str)
+        f.write("\n")

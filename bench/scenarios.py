@@ -1,0 +1,499 @@
+"""The measurements, one function per line of the report.
+
+Each scenario takes the shared :class:`Context` (the app, Redis, the
+receiver, the database) and returns a dict of figures. Scenarios that need
+workers get them from the caller, so several scenarios can share a set of
+warm workers. Every request of a scenario goes to its own receiver path,
+which is how arrivals are told apart.
+"""
+
+import base64
+import random
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, case, cast,
+                        func, insert, literal, select, update)
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from bench.services import ROOT, Database, Receiver, RedisServer, Workers, wait_until
+
+#: Headers like the ones Hookline sends, so the ceiling posts the same bytes.
+FAKE_SIGNATURE = "v1," + "A" * 44
+
+
+@dataclass
+class Context:
+    """What every scenario shares: one receiver, one Redis, one database, one app."""
+
+    app: object
+    redis: RedisServer
+    receiver: Receiver
+    database: Database
+    worker_env: dict
+    secret: str
+    logdir: object  # where the children's output goes
+    calls: int = 50
+    call_base: int = 100_000  # call ids already used; each scenario takes fresh ones
+
+    @property
+    def prefix(self) -> str:
+        """Receiver paths start with the database's kind, so two databases' runs never mix."""
+        return f"/{self.database.kind}" if self.database else ""
+
+    def next_calls(self, n: int) -> int:
+        first = self.call_base
+        self.call_base += n
+        return first
+
+
+def percentile(values, p: float) -> float:
+    """The p-th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def summary_ms(seconds: list[float]) -> dict:
+    """Median, p95, p99 and max of durations given in seconds, in milliseconds."""
+    ms = [s * 1000 for s in seconds]
+    return {"n": len(ms), "median_ms": statistics.median(ms), "p95_ms": percentile(ms, 95),
+            "p99_ms": percentile(ms, 99), "max_ms": max(ms)}
+
+
+# -- load ----------------------------------------------------------------------
+
+
+def call_events(m: int, calls: int, first_call_id: int) -> list[tuple[str, dict]]:
+    """``m`` events of ``calls`` simulated calls, interleaved as concurrent calls are.
+
+    Each call is initiated, ringing, answered, transcript turns, ended (the
+    same generator as ``flask simulate-call``); the round-robin interleave is
+    what an engine handling many calls at once would publish.
+    """
+    from cli.devtools import call_lifecycle
+
+    random.seed(first_call_id)  # the same run publishes the same bytes
+    per_call = max(5, -(-m // calls))
+    lifecycles = [call_lifecycle(first_call_id + i, "outbound", per_call - 4) for i in range(calls)]
+    interleaved = [call[i] for i in range(per_call) for call in lifecycles if i < len(call)]
+    return interleaved[:m]
+
+
+def ceiling_body() -> bytes:
+    """A ~400-byte transcript envelope: the size of an average Hookline delivery."""
+    from tasks.publish import envelope_body
+
+    payload = {"call": {"id": 1, "from": "+905555555555", "to": "+905555555554",
+                        "source": "salprebox:SALPRE_AABBCCDD", "direction": "outbound"},
+               "type": "customer", "timestamp_utc": "1700000000",
+               "transcript": "Hello, I'd like to check the status of my order, number 4 8 1 5, "
+                             "which I placed last week. Could you tell me when it ships?"}
+    return envelope_body("transcript", 1700000000, payload, False).encode()
+
+
+# -- 1. raw ceiling ---------------------------------------------------------------
+
+
+def ceiling(ctx: Context, k: int, seconds: float) -> dict:
+    """K processes POSTing the same body with keep-alive sessions, as fast as they can."""
+    path = f"/ceiling-k{k}"
+    start_at = time.time() + 2.0  # time for the interpreters to start and connect
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.client", ctx.receiver.base_url + path,
+                               str(start_at), str(start_at + seconds)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+             for _ in range(k)]
+    while time.time() < start_at:
+        time.sleep(0.005)
+    rx_cpu = ctx.receiver.cpu()
+    sent = sum(int(p.communicate(timeout=seconds + 60)[0]) for p in procs)
+    rx_cpu = ctx.receiver.cpu() - rx_cpu
+    return {"rate": sent / seconds, "requests": sent, "seconds": seconds,
+            "body_bytes": len(ceiling_body()), "receiver_cpu_s": rx_cpu,
+            "receiver_cpu_per_req_us": rx_cpu / sent * 1e6}
+
+
+# -- 2. naive baseline ------------------------------------------------------------
+
+
+def naive(ctx: Context, k: int, n: int) -> dict:
+    """One RQ job per event on ``k`` default (forking) RQ workers."""
+    from rq import Queue
+
+    from bench.services import start_naive_workers
+    from bench.naive import send_webhook
+
+    path = f"/naive-k{k}"
+    queue_name = f"bench-naive-k{k}"
+    workers = start_naive_workers(k, ctx.redis.url, ctx.redis.client, queue_name, ctx.logdir)
+    try:
+        queue = Queue(queue_name, connection=ctx.redis.client)
+        url = ctx.receiver.base_url + path
+        events = call_events(n, ctx.calls, ctx.next_calls(ctx.calls))
+        rx_cpu, w_cpu = ctx.receiver.cpu(), workers.cpu()
+        started = time.time()
+        for i, (event_type, payload) in enumerate(events):
+            envelope = {"event_type": event_type, "timestamp_utc": int(started),
+                        "payload": payload, "is_test": False}
+            queue.enqueue(send_webhook, url, envelope, f"msg_naive{k}_{i}")
+        arrivals = ctx.receiver.wait_for(path, n, timeout=n)  # at worst 1 s per job
+        elapsed = max(at for at, _ in arrivals) - started
+        return {"rate": n / elapsed, "events": n, "seconds": elapsed,
+                "receiver_cpu_s": ctx.receiver.cpu() - rx_cpu,
+                "worker_cpu_s": workers.cpu() - w_cpu}
+    finally:
+        workers.close()
+
+
+# -- 3 and 6. Hookline end to end -----------------------------------------------
+
+
+def point_integration(ctx: Context, path: str) -> None:
+    """Aim the integration at ``path`` on the receiver (workers read it at send time)."""
+    from models import db
+    from models.settings import get_settings
+
+    with ctx.app.app_context():
+        settings = get_settings()
+        settings.url = ctx.receiver.base_url + path
+        db.session.commit()
+
+
+def start_workers(ctx: Context, k: int) -> Workers:
+    """``k`` flask workers, warmed up (imports, database and HTTP connections) by a few events."""
+    from bench.services import start_hookline_workers
+    from tasks import publish_event
+
+    workers = start_hookline_workers(k, ctx.worker_env, ctx.redis.client,
+                                     ctx.app.config["HOOKLINE_QUEUE"], ctx.logdir)
+    path = f"{ctx.prefix}/warmup-k{k}"
+    point_integration(ctx, path)
+    warmup = call_events(10 * k, k, ctx.next_calls(k))
+    with ctx.app.app_context():
+        for event_type, payload in warmup:
+            publish_event(event_type, payload)
+    ctx.receiver.wait_for(path, len(warmup), timeout=60)
+    return workers
+
+
+def drain_jobs(ctx: Context) -> int:
+    """Jobs the Hookline workers have finished so far (RQ keeps the count per worker)."""
+    from rq import Queue, Worker
+
+    queue = Queue(ctx.app.config["HOOKLINE_QUEUE"], connection=ctx.redis.client)
+    return sum(w.successful_job_count for w in Worker.all(queue=queue))
+
+
+def _last_delivery_id() -> int:
+    from models import db
+    from models.events import Delivery
+
+    return db.session.scalar(select(func.max(Delivery.id))) or 0
+
+
+def _recorded(after_id: int) -> tuple[int, int]:
+    """(deliveries delivered, attempts recorded) for deliveries with id > after_id."""
+    from models import db
+    from models.events import DELIVERED, Attempt, Delivery
+
+    delivered = db.session.scalar(
+        select(func.count()).select_from(Delivery)
+        .where(Delivery.id > after_id, Delivery.status == DELIVERED))
+    attempts = db.session.scalar(
+        select(func.count()).select_from(Attempt).where(Attempt.delivery_id > after_id))
+    db.session.rollback()  # end the read transaction so the next poll sees new commits
+    return delivered, attempts
+
+
+def verify_samples(ctx: Context, path: str) -> tuple[int, int]:
+    """(verified, sampled): the receiver's kept requests checked with standardwebhooks."""
+    samples = ctx.receiver.samples(path)
+    ok = 0
+    webhook = Webhook(ctx.secret)
+    for s in samples:
+        try:
+            webhook.verify(base64.b64decode(s["body"]), s["headers"])
+            ok += 1
+        except WebhookVerificationError:
+            pass
+    return ok, len(samples)
+
+
+def out_of_order(ids: list[str], events, arrivals) -> int:
+    """How many arrivals came before an earlier-published event of the same call."""
+    from events import call_id_of
+
+    position = {event_id: i for i, event_id in enumerate(ids)}
+    call_of = {event_id: call_id_of(t, p) for event_id, (t, p) in zip(ids, events)}
+    last_seen: dict[str, int] = {}
+    late = 0
+    for _, event_id in sorted(arrivals):
+        call, pos = call_of.get(event_id), position.get(event_id, -1)
+        if call in last_seen and pos < last_seen[call]:
+            late += 1
+        last_seen[call] = max(pos, last_seen.get(call, -1))
+    return late
+
+
+def hookline(ctx: Context, workers: Workers, k: int, m: int, tag: str = "") -> dict:
+    """M events across C calls, from the first publish until the receiver has them all."""
+    from tasks import publish_event
+
+    path = f"{ctx.prefix}/hookline-k{k}-m{m}{tag}"
+    point_integration(ctx, path)
+    events = call_events(m, ctx.calls, ctx.next_calls(ctx.calls))
+    with ctx.app.app_context():
+        before, jobs = _last_delivery_id(), drain_jobs(ctx)
+        rx_cpu, w_cpu = ctx.receiver.cpu(), workers.cpu()
+        started = time.time()
+        ids = [publish_event(event_type, payload) for event_type, payload in events]
+        published = time.time() - started
+        arrivals = ctx.receiver.wait_for(path, m, timeout=max(60, m / 20))
+        elapsed = max(at for at, _ in arrivals) - started
+        rx_cpu, w_cpu = ctx.receiver.cpu() - rx_cpu, workers.cpu() - w_cpu
+        # The receiver answers before the worker commits the attempt: give it a moment.
+        try:
+            wait_until(lambda: _recorded(before) == (m, m), 30, "every attempt recorded", 0.1)
+        except RuntimeError:
+            pass
+        delivered, attempts = _recorded(before)
+        jobs = drain_jobs(ctx) - jobs
+    time.sleep(0.2)  # a duplicate would show up right behind the last arrival
+    received = [event_id for _, event_id in ctx.receiver.arrivals[path]]
+    verified, sampled = verify_samples(ctx, path)
+    return {
+        "rate": m / elapsed, "events": m, "calls": ctx.calls, "seconds": elapsed,
+        "publish_seconds": published, "publish_rate": m / published,
+        "received": len(received), "distinct": len(set(received)),
+        "missing": len(set(ids) - set(received)), "duplicates": len(received) - len(set(received)),
+        "delivered_rows": delivered, "attempt_rows": attempts,
+        "signatures_verified": f"{verified}/{sampled}",
+        "out_of_call_order": out_of_order(ids, events, arrivals),
+        "receiver_cpu_s": rx_cpu, "worker_cpu_s": w_cpu,
+        "worker_cpu_per_event_ms": w_cpu / m * 1000,
+        "drain_jobs": jobs, "events_per_drain_job": m / max(1, jobs),
+    }
+
+
+def drain_only(ctx: Context, k: int, m: int) -> dict:
+    """The workers alone: M events already in the outbox, then K workers start.
+
+    A diagnostic beside line 3, whose single publishing process may be the
+    limit: timed from the first arrival to the last, so worker start-up is
+    not counted.
+    """
+    from bench.services import start_hookline_workers
+    from tasks import publish_event
+
+    path = f"{ctx.prefix}/drain-only-k{k}"
+    point_integration(ctx, path)
+    with ctx.app.app_context():
+        for event_type, payload in call_events(m, ctx.calls, ctx.next_calls(ctx.calls)):
+            publish_event(event_type, payload)
+    workers = start_hookline_workers(k, ctx.worker_env, ctx.redis.client,
+                                     ctx.app.config["HOOKLINE_QUEUE"], ctx.logdir)
+    try:
+        rx_cpu, w_cpu, jobs = ctx.receiver.cpu(), workers.cpu(), drain_jobs(ctx)
+        arrivals = ctx.receiver.wait_for(path, m, timeout=max(60, m / 20))
+        times = sorted(at for at, _ in arrivals)
+        seconds = times[-1] - times[0]
+        try:  # RQ counts a job when it ends, just after its last delivery arrived
+            wait_until(lambda: drain_jobs(ctx) > jobs, 5, "the drain job to finish", 0.05)
+        except RuntimeError:
+            pass
+        return {"workers": k, "rate": (m - 1) / seconds, "events": m, "seconds": seconds,
+                "receiver_cpu_s": ctx.receiver.cpu() - rx_cpu,
+                "worker_cpu_per_event_ms": (workers.cpu() - w_cpu) / m * 1000,
+                "drain_jobs": drain_jobs(ctx) - jobs}
+    finally:
+        workers.close()
+
+
+# -- 4 and 5. paced publishing: latency and publish cost ------------------------------
+
+
+def reference_table(ctx: Context) -> Table:
+    """A one-column scratch table for the "one database commit" reference."""
+    table = Table("bench_reference", MetaData(),
+                  Column("id", Integer, primary_key=True), Column("note", String(40)))
+    with ctx.app.app_context():
+        from models import db
+
+        table.create(db.engine, checkfirst=True)
+    return table
+
+
+def paced(ctx: Context, workers: Workers, path: str, rate: float, seconds: float) -> dict:
+    """Publish at a steady ``rate`` for ``seconds``; time each publish and a reference op.
+
+    Between two publishes the loop also times the reference, "one Redis round
+    trip + one database commit" (PING, then INSERT one row and commit through
+    the same engine), so both see the same load on the box.
+    """
+    from models import db
+    from tasks import publish_event
+
+    point_integration(ctx, path)
+    table = reference_table(ctx)
+    n = int(rate * seconds)
+    events = call_events(n, ctx.calls, ctx.next_calls(ctx.calls))
+    started_at, publish_s, reference_s = {}, [], []
+    with ctx.app.app_context(), db.engine.connect() as conn:
+        rx_cpu, w_cpu = ctx.receiver.cpu(), workers.cpu()
+        t0 = time.time()
+        for i, (event_type, payload) in enumerate(events):
+            delay = t0 + i / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            wall, t = time.time(), time.perf_counter()
+            event_id = publish_event(event_type, payload)
+            publish_s.append(time.perf_counter() - t)
+            started_at[event_id] = wall
+
+            t = time.perf_counter()
+            ctx.redis.client.ping()
+            conn.execute(table.insert().values(note="reference"))
+            conn.commit()
+            reference_s.append(time.perf_counter() - t)
+    return {"path": path, "events": n, "rate": rate, "seconds": seconds,
+            "started_at": started_at, "publish": summary_ms(publish_s),
+            "reference": summary_ms(reference_s),
+            "receiver_cpu_s": ctx.receiver.cpu() - rx_cpu, "worker_cpu_s": workers.cpu() - w_cpu}
+
+
+def latency(ctx: Context, workers: Workers, rate: float, seconds: float) -> dict:
+    """Publish-to-arrival latency at a steady rate (and the publish cost under normal load)."""
+    run = paced(ctx, workers, f"{ctx.prefix}/latency", rate, seconds)
+    arrivals = ctx.receiver.wait_for(run["path"], run["events"], timeout=60)
+    first = {}
+    for at, event_id in arrivals:
+        first[event_id] = min(at, first.get(event_id, at))
+    waits = [first[e] - start for e, start in run.pop("started_at").items() if e in first]
+    return {**run, "latency": summary_ms(waits)}
+
+
+def publish_while_hanging(ctx: Context, workers: Workers, rate: float, seconds: float) -> dict:
+    """Publish cost while every delivery hangs for 30 s at the receiver."""
+    run = paced(ctx, workers, f"{ctx.prefix}/hang", rate, seconds)
+    run.pop("started_at")
+    return run
+
+
+def cancel_open_deliveries(ctx: Context) -> int:
+    """Close what the hanging receiver left open, so later scenarios start clean."""
+    from models import db
+    from models.events import CANCELLED, OPEN_STATES, Delivery
+
+    with ctx.app.app_context():
+        closed = db.session.execute(
+            update(Delivery).where(Delivery.status.in_(OPEN_STATES))
+            .values(status=CANCELLED, due_at=None, lease_until=None,
+                    last_error="Cancelled by the bench")).rowcount
+        db.session.commit()
+    ctx.redis.client.flushdb()
+    return closed
+
+
+# -- 7. the delivery log page with a million rows -----------------------------------------
+
+
+def bulk_insert(ctx: Context, rows: int) -> float:
+    """Insert ``rows`` Events, their Deliveries and one Attempt each, in three INSERT ... SELECTs.
+
+    The numbers come from a recursive CTE (SQLite and PostgreSQL both have
+    it), so a million rows cost three statements, not a million round trips.
+    One event every 2 s, ending now (so about 23 days for a million rows);
+    1% failed after 5 attempts (one Attempt row stands for them). Attempts are
+    included because the log page's stats read them: a log with a million
+    deliveries and no attempts would flatter it. Returns the seconds it took.
+    """
+    from models import db
+    from models.events import DELIVERED, FAILED, Attempt, Delivery, Event
+
+    started = time.time()
+    base = int(started) - rows * 2
+    with ctx.app.app_context():
+        before_event = db.session.scalar(select(func.max(Event.seq))) or 0
+        before_delivery = _last_delivery_id()
+        n = select(literal(1).label("x")).cte("n", recursive=True)
+        n = n.union_all(select(n.c.x + 1).where(n.c.x < rows))
+        x = n.c.x
+        if db.engine.dialect.name == "sqlite":
+            created = func.strftime("%Y-%m-%d %H:%M:%S", base + x * 2, "unixepoch")
+        else:
+            created = cast(func.to_timestamp(base + x * 2), DateTime)
+        event_type = case((x % 40 == 1, "call_initiated"), (x % 40 == 2, "call_ringing"),
+                          (x % 40 == 3, "call_answered"), (x % 40 == 0, "call_ended"),
+                          else_="transcript")
+        db.session.execute(insert(Event).from_select(
+            ["id", "event_type", "call_id", "timestamp_utc", "is_test", "body", "created_at"],
+            select(literal("msg_bulk_") + cast(x, String), event_type,
+                   cast(x / 40 + 1_000_000, String), base + x * 2, literal(False),
+                   literal(ceiling_body().decode()), created).select_from(n)))
+
+        e = Event.__table__.c
+        failed = e.seq % 100 == 0
+        db.session.execute(insert(Delivery).from_select(
+            ["event_seq", "event_type", "call_id", "is_test", "status", "due_at",
+             "attempt_count", "last_status_code", "last_duration_ms", "last_attempt_at",
+             "delivered_at", "created_at"],
+            select(e.seq, e.event_type, e.call_id, e.is_test, case((failed, FAILED), else_=DELIVERED),
+                   literal(None), case((failed, 5), else_=1), case((failed, 500), else_=200),
+                   literal(3.2), e.created_at, case((failed, None), else_=e.created_at), e.created_at)
+            .where(e.seq > before_event)))
+
+        d = Delivery.__table__.c
+        a = Attempt.__table__.c
+        headers = {"webhook-id": "msg_bulk", "webhook-timestamp": "1700000000",
+                   "webhook-signature": FAKE_SIGNATURE, "X-Api-Key": "••••6789"}
+        db.session.execute(insert(Attempt).from_select(
+            ["delivery_id", "number", "started_at", "duration_ms", "status_code", "ok",
+             "request_headers", "response_headers", "response_body"],
+            select(d.id, d.attempt_count, d.last_attempt_at, d.last_duration_ms, d.last_status_code,
+                   d.status == DELIVERED, literal(headers, a.request_headers.type),
+                   literal({"Content-Type": "text/plain"}, a.response_headers.type), literal("ok"))
+            .where(d.id > before_delivery)))
+        db.session.commit()
+    return time.time() - started
+
+
+def log_page(ctx: Context, rows: int, samples: int) -> dict:
+    """Fill the database to ``rows`` deliveries, then time the log page signed in."""
+    from models import db
+    from models.events import Delivery
+    from models.users import User
+
+    with ctx.app.app_context():
+        have = db.session.scalar(select(func.count()).select_from(Delivery))
+    inserted = max(0, rows - have)
+    insert_s = bulk_insert(ctx, inserted) if inserted else 0.0
+    with ctx.app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            # What autovacuum would have done by the time a table holds a million rows.
+            with db.engine.connect() as conn:
+                conn.exec_driver_sql("ANALYZE")
+                conn.commit()
+        user = User(email="bench@example.com")
+        user.set_password("bench password")
+        db.session.add(user)
+        db.session.commit()
+        total = db.session.scalar(select(func.count()).select_from(Delivery))
+
+    client = ctx.app.test_client()
+    client.post("/login", data={"email": "bench@example.com", "password": "bench password"})
+    url = "/settings/integrations/webhook/deliveries"
+    first = client.get(url)
+    result = {"deliveries": total, "insert_seconds": insert_s, "status": first.status_code}
+    if first.status_code == 404:
+        return {**result, "missing": True}
+    if first.status_code != 200:
+        return {**result, "error": first.get_data(as_text=True)[:300]}
+    times = []
+    for _ in range(samples):
+        t = time.perf_counter()
+        response = client.get(url)
+        times.append(time.perf_counter() - t)
+        assert response.status_code == 200, response.status_code
+    return {**result, "bytes": len(first.data), "render": summary_ms(times)}

@@ -1,0 +1,59 @@
+"""Periodic upkeep: prune old deliveries, run at most once per interval across workers."""
+
+import logging
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import delete, select
+
+from models import db, utcnow
+from models.events import OPEN_STATES, Delivery, Event
+from tasks.queue import get_redis
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_LOCK = "hookline:maintenance"
+PRUNE_BATCH = 1000
+
+
+def prune(now: datetime | None = None, retention_days: float | None = None, batch: int = PRUNE_BATCH) -> int:
+    """Delete events older than the retention period with their deliveries and attempts.
+
+    Works in batches of ``batch`` events, one short transaction each, so the
+    workers writing beside it are never blocked for long. Open deliveries
+    (pending or retrying) are kept whatever their age. Returns the count.
+    """
+    now = now or utcnow()
+    if retention_days is None:
+        retention_days = current_app.config["HOOKLINE_RETENTION_DAYS"]
+    cutoff = now - timedelta(days=retention_days)
+    removed = 0
+    while True:
+        old = (
+            select(Event.seq)
+            .join(Delivery, Delivery.event_seq == Event.seq)
+            .where(Event.created_at < cutoff, Delivery.status.not_in(OPEN_STATES))
+            .order_by(Event.seq)
+            .limit(batch)
+        )
+        seqs = db.session.scalars(old).all()
+        if not seqs:
+            return removed
+        # Attempts and deliveries go with their event (ON DELETE CASCADE).
+        db.session.execute(delete(Event).where(Event.seq.in_(seqs)))
+        db.session.commit()
+        removed += len(seqs)
+
+
+def run_if_due(app) -> None:
+    """Run maintenance if no worker has run it within HOOKLINE_MAINTENANCE_SECONDS.
+
+    Called from every worker's tick; a Redis SET NX makes one of them do it.
+    """
+    with app.app_context():
+        interval = int(app.config["HOOKLINE_MAINTENANCE_SECONDS"])
+        if not get_redis().set(MAINTENANCE_LOCK, 1, nx=True, ex=interval):
+            return
+        count = prune()
+        if count:
+            log.info("pruned %d events older than %s days", count, app.config["HOOKLINE_RETENTION_DAYS"])

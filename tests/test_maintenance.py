@@ -1,0 +1,42 @@
+"""Retention: old deliveries and their attempts are pruned in batches; open ones stay."""
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from models import db, utcnow
+from models.events import Attempt, Delivery, Event
+from tasks.maintenance import prune
+
+
+def add(status, age_days, attempts=1):
+    created = utcnow() - timedelta(days=age_days)
+    event = Event(event_type="call_ended", timestamp_utc=0, body="{}", created_at=created)
+    delivery = Delivery(event=event, event_type="call_ended", status=status, created_at=created)
+    db.session.add_all([event, delivery])
+    db.session.flush()
+    for n in range(attempts):
+        db.session.add(Attempt(delivery_id=delivery.id, number=n + 1, duration_ms=1.0, started_at=created))
+    return event
+
+
+def count(model):
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def test_prune_removes_old_final_deliveries_in_batches(app):
+    with app.app_context():
+        for _ in range(25):
+            add("delivered", 31, attempts=2)
+        add("failed", 40)
+        add("retrying", 45)       # still open: kept
+        add("delivered", 29)      # inside the window: kept
+        db.session.commit()
+        assert prune(retention_days=30, batch=10) == 26
+        assert count(Event) == 2 and count(Delivery) == 2
+        assert count(Attempt) == 2
+        assert {d.status for d in db.session.scalars(select(Delivery))} == {"retrying", "delivered"}
+
+
+def test_log_page_config_default(app):
+    assert app.config["HOOKLINE_RETENTION_DAYS"] == 30

@@ -6,7 +6,7 @@ The database is the source of truth for delivery: Redis only wakes workers.
 import secrets
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, literal_column
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models import db, utcnow
@@ -19,6 +19,14 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 OPEN_STATES = (PENDING, RETRYING)
 STATES = (PENDING, RETRYING, DELIVERED, FAILED, CANCELLED)
+#: "status IN ('pending', 'retrying')" with the states written out, not bound:
+#: SQLite uses a partial index only when the query repeats its WHERE literally.
+OPEN_SQL = "status IN ('pending', 'retrying')"
+
+
+def is_open(column):
+    """``column IN ('pending', 'retrying')`` as literals, so partial indexes on open rows apply."""
+    return column.in_([literal_column(f"'{state}'") for state in OPEN_STATES])
 
 
 def new_event_id() -> str:
@@ -50,8 +58,11 @@ class Delivery(db.Model):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        # The drain's claim: due open deliveries in publish order.
-        Index("ix_deliveries_due", "status", "due_at", "id"),
+        # The drain's claim reads open rows only: each call's first open
+        # delivery (its head) and the open rows without a call. A partial
+        # index keeps that small however many delivered rows the log holds.
+        Index("ix_deliveries_open_call", "call_id", "id",
+              sqlite_where=literal_column(OPEN_SQL), postgresql_where=literal_column(OPEN_SQL)),
         # Per-call ordering and the log's call filter.
         Index("ix_deliveries_call", "call_id", "id"),
         Index("ix_deliveries_type", "event_type", "id"),

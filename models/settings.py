@@ -2,7 +2,7 @@
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, String, Text, update
+from sqlalchemy import JSON, String, Text, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -46,7 +46,7 @@ class WebhookSettings(db.Model):
 
     def wants(self, event_type: str) -> bool:
         """True when a new event of this type should be delivered."""
-        return bool(self.enabled and self.url and event_type in (self.events or []))
+        return wants(self.enabled, self.url, self.events, event_type)
 
     def signing_secrets(self, now: datetime | None = None) -> list[str]:
         """The secrets that sign a delivery right now: [new, old] during a rotation."""
@@ -81,6 +81,26 @@ class WebhookSettings(db.Model):
     def masked_headers(self) -> list[tuple[str, str]]:
         """The custom headers with each value masked except its last characters."""
         return [(name, mask_value(value)) for name, value in self.headers or []]
+
+
+_table = WebhookSettings.__table__
+_SUBSCRIPTION = select(_table.c.enabled, _table.c.url, _table.c.events).where(_table.c.id == SETTINGS_ID)
+
+
+def wants(enabled, url, events, event_type: str) -> bool:
+    """The one rule for "deliver this event?": switched on, a URL, the type subscribed."""
+    return bool(enabled and url and event_type in (events or []))
+
+
+def wanted(event_type: str) -> bool:
+    """Does the integration want a new ``event_type`` event? (publish's hot path)
+
+    Reads only the three plain columns the rule needs, with Core: no ORM
+    object and no decryption of the secrets and header values, so it costs
+    one primary-key read and is never stale.
+    """
+    row = db.session.execute(_SUBSCRIPTION).first()
+    return row is not None and wants(row.enabled, row.url, row.events, event_type)
 
 
 def mask_value(value: str) -> str:

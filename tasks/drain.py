@@ -19,11 +19,12 @@ from datetime import timedelta
 
 import redis
 from flask import current_app
-from sqlalchemy import exists, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import Integer, or_, select, text, update
 
 from models import db, utcnow
-from models.events import CANCELLED, DELIVERED, FAILED, OPEN_STATES, RETRYING, Attempt, Delivery
+from models.events import (
+    CANCELLED, DELIVERED, FAILED, OPEN_SQL, RETRYING, Attempt, Delivery, is_open,
+)
 from models.settings import get_settings, mask_value
 from tasks import autodisable
 from tasks.queue import clear_wake_flag, wake
@@ -49,18 +50,42 @@ def get_sender() -> Sender:
     return sender
 
 
-def _due_filter(now):
-    """Open, due, unleased, and not behind an open earlier delivery of its call."""
-    earlier = aliased(Delivery)
+def _heads(dialect: str):
+    """The ids of every call's first open delivery, and of open deliveries without a call.
+
+    Written as SQL so that SQLite can be told to read the partial index on
+    open rows (``INDEXED BY``): on a table never ANALYZEd its planner picks
+    the status index and sorts every open row instead (measured: 1.2 ms
+    against 0.4 ms for 3,000 open rows). PostgreSQL plans it well unaided.
+    """
+    index = " INDEXED BY ix_deliveries_open_call" if dialect == "sqlite" else ""
+    return text(
+        f"SELECT min(id) FROM deliveries{index} WHERE {OPEN_SQL} AND call_id IS NOT NULL"
+        " GROUP BY call_id"
+        f" UNION ALL SELECT id FROM deliveries{index} WHERE {OPEN_SQL} AND call_id IS NULL"
+    ).columns(id=Integer)
+
+
+def _claimable(now, limit: int):
+    """The ids a drain may lease now, oldest first: due, unleased call heads.
+
+    A call's head is its first open delivery; only heads are sent, so a
+    call's events go out in publish order whatever the number of workers,
+    and a head that is leased or waiting for a retry holds its call back.
+    Open deliveries without a call id are not ordered: each is its own head.
+    Heads come from the partial index on open rows (one entry per open
+    delivery, never the delivered history), so the cost follows the backlog,
+    not the size of the log.
+    """
     return (
-        Delivery.status.in_(OPEN_STATES),
-        Delivery.due_at <= now,
-        or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
-        ~exists().where(
-            earlier.call_id == Delivery.call_id,
-            earlier.id < Delivery.id,
-            earlier.status.in_(OPEN_STATES),
-        ),
+        select(Delivery.id)
+        .where(
+            Delivery.id.in_(_heads(db.engine.dialect.name)),
+            Delivery.due_at <= now,
+            or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+        )
+        .order_by(Delivery.id)
+        .limit(limit)
     )
 
 
@@ -69,20 +94,15 @@ def claim(owner: str, limit: int, lease_seconds: float) -> list[Delivery]:
 
     One UPDATE ... RETURNING: on PostgreSQL the inner SELECT skips rows
     another drain has locked; on SQLite writes are serialised anyway. The
-    outer WHERE repeats the lease test so a row claimed meanwhile is skipped.
+    outer WHERE repeats the state and lease tests so a row claimed or closed
+    meanwhile is skipped.
     """
     now = utcnow()
-    candidates = (
-        select(Delivery.id)
-        .where(*_due_filter(now))
-        .order_by(Delivery.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    candidates = _claimable(now, limit).with_for_update(skip_locked=True)
     claimed = db.session.scalars(
         update(Delivery)
         .where(Delivery.id.in_(candidates.scalar_subquery()))
-        .where(Delivery.status.in_(OPEN_STATES))
+        .where(is_open(Delivery.status))
         .where(or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
         .values(lease_until=now + timedelta(seconds=lease_seconds), claimed_by=owner)
         .returning(Delivery.id)
@@ -98,7 +118,7 @@ def claim(owner: str, limit: int, lease_seconds: float) -> list[Delivery]:
 
 def has_due_work() -> bool:
     """True when some delivery is due now (the periodic tick asks this)."""
-    return db.session.scalar(select(exists().where(*_due_filter(utcnow())))) or False
+    return db.session.scalar(_claimable(utcnow(), 1)) is not None
 
 
 def _cancel(delivery: Delivery, reason: str) -> None:

@@ -9,12 +9,19 @@ import logging
 import time
 
 from events import call_id_of, validate_event
-from models import db
-from models.events import Delivery, Event, new_event_id
-from models.settings import get_settings
+from sqlalchemy import insert
+
+from models import db, utcnow
+from models.events import PENDING, Delivery, Event, new_event_id
+from models.settings import wanted
 from tasks.queue import wake
 
 log = logging.getLogger(__name__)
+
+# Built once: executed with a dict of values, they skip the per-call
+# statement building that costs as much as the INSERT itself on SQLite.
+_INSERT_EVENT = insert(Event.__table__)
+_INSERT_DELIVERY = insert(Delivery.__table__)
 
 
 def envelope_body(event_type: str, timestamp_utc: int, payload: dict, is_test: bool) -> str:
@@ -35,30 +42,33 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     (disabled, no URL, or this type not subscribed). Raises
     ``events.InvalidEvent`` naming the bad field. Needs an app context
     (the RQ worker gives every job one).
+
+    The engine waits for this, so it is kept to one settings read, two
+    Core INSERTs and one commit, then one Redis round trip (measured in
+    bench/: about 3x a bare INSERT + commit + PING; the ORM cost twice that).
     """
     validate_event(event_type, payload, timestamp_utc)
-    settings = get_settings()
-    if not settings.wants(event_type):
+    if not wanted(event_type):
         log.debug("event %s not wanted by the integration; dropped", event_type)
         return None
 
     if timestamp_utc is None:
         timestamp_utc = int(time.time())
+    is_test = bool(is_test)
     call_id = call_id_of(event_type, payload)
-    # Set the id here, not at flush, so reading it after commit costs no query.
     event_id = new_event_id()
-    event = Event(
-        id=event_id,
-        event_type=event_type,
-        call_id=call_id,
-        timestamp_utc=timestamp_utc,
-        is_test=bool(is_test),
-        body=envelope_body(event_type, timestamp_utc, payload, bool(is_test)),
-    )
+    now = utcnow()
     # Event and Delivery in one transaction: both exist or neither does.
-    db.session.add(event)
-    db.session.add(
-        Delivery(event=event, event_type=event_type, call_id=call_id, is_test=bool(is_test))
+    seq = db.session.execute(
+        _INSERT_EVENT,
+        dict(id=event_id, event_type=event_type, call_id=call_id, timestamp_utc=timestamp_utc,
+             is_test=is_test, body=envelope_body(event_type, timestamp_utc, payload, is_test),
+             created_at=now),
+    ).inserted_primary_key[0]
+    db.session.execute(
+        _INSERT_DELIVERY,
+        dict(event_seq=seq, event_type=event_type, call_id=call_id, is_test=is_test,
+             status=PENDING, due_at=now, created_at=now),
     )
     db.session.commit()
     try:

@@ -1,9 +1,13 @@
 """A real HTTP receiver on 127.0.0.1 for delivery tests: records every request.
 
 Responses are scripted: ``receiver.respond(500, 500)`` makes the next two
-requests fail, then the default (200) applies again.
+requests fail, then the default (200) applies again. For load tests,
+``receiver.fail_at_random(0.2, seed=6)`` makes a fifth of the unscripted
+requests fail with a 500, drawn from a seeded generator so a run's sequence
+of failures can be replayed.
 """
 
+import random
 import threading
 import time
 from collections import deque
@@ -20,6 +24,11 @@ class Received:
     headers: dict  # lower-cased names
     body: bytes
     at: float = field(default_factory=time.time)
+    status: int = 0  # the status the receiver answered with
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
 
 
 @dataclass
@@ -37,6 +46,11 @@ class Receiver:
         self.requests: list[Received] = []
         self.replies: deque[Reply] = deque()
         self.default = Reply()
+        # Random failures (off by default): see fail_at_random().
+        self.fail_rate = 0.0
+        self.failure = Reply(500, body=b"injected failure")
+        self.rng = random.Random(0)
+        self.failures_injected = 0
         self._lock = threading.Lock()
         receiver = self
 
@@ -46,10 +60,13 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver._lock:
+                    reply = receiver._next_reply()
+                    # Recorded under the lock, so the list's order is the order
+                    # in which the receiver answered.
                     receiver.requests.append(Received(
                         self.command, self.path,
-                        {k.lower(): v for k, v in self.headers.items()}, body))
-                    reply = receiver.replies.popleft() if receiver.replies else receiver.default
+                        {k.lower(): v for k, v in self.headers.items()}, body,
+                        status=reply.status))
                 if reply.delay:
                     time.sleep(reply.delay)
                 self.send_response(reply.status)
@@ -72,6 +89,28 @@ class Receiver:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}/hooks/calls"
+
+    def _next_reply(self) -> Reply:
+        """The scripted reply if any, else a random failure or the default; needs the lock."""
+        if self.replies:
+            return self.replies.popleft()
+        if self.fail_rate and self.rng.random() < self.fail_rate:
+            self.failures_injected += 1
+            return self.failure
+        return self.default
+
+    def fail_at_random(self, rate: float, seed: int = 0, reply: Reply | None = None) -> None:
+        """Answer a ``rate`` share of unscripted requests with ``reply`` (a 500 by default).
+
+        The draws come from ``random.Random(seed)``: the same seed gives the
+        same sequence of failures (which request gets which draw still
+        depends on the order the senders' requests arrive in).
+        """
+        with self._lock:
+            self.fail_rate = rate
+            self.rng = random.Random(seed)
+            if reply is not None:
+                self.failure = reply
 
     def respond(self, *replies) -> None:
         """Queue replies: ints are status codes, or pass Reply objects."""

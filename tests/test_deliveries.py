@@ -210,6 +210,142 @@ def test_chart_and_stats_on_the_log_page(auth_client, mixed):
     assert "Deliveries per 6 hours by outcome, last 7 days (UTC)" in weekly
 
 
+# --- waiting for an earlier event of the same call -------------------------------
+
+
+def row_html(html: str, delivery_id: int) -> str:
+    return re.search(rf'<tr data-delivery-id="{delivery_id}".*?</tr>', html, re.S).group(0)
+
+
+def waiting_rows(html: str) -> dict[int, int]:
+    """{row id: the delivery it waits for} for the rows that say "waiting for earlier event"."""
+    found = {}
+    for delivery_id in ids_on(html):
+        row = row_html(html, delivery_id)
+        if "waiting for earlier event" in row:
+            found[delivery_id] = int(re.search(r'data-waiting-for="(\d+)"', row).group(1))
+    return found
+
+
+@pytest.fixture
+def held_back(app):
+    """A call whose head is retrying, with later events the drain holds back; ids 1..7.
+
+    1 c-8 failed · 2 c-7 delivered · 3 c-7 retrying (the call's head) ·
+    4 c-8 pending (its call's earlier delivery is final: not held) ·
+    5 c-7 pending (held) · 6 pending without a call id (never held) · 7 c-7 pending (held)
+    """
+    now = utcnow()
+    rows = [
+        ("failed", "c-8"), ("delivered", "c-7"), ("retrying", "c-7"), ("pending", "c-8"),
+        ("pending", "c-7"), ("pending", None), ("pending", "c-7"),
+    ]
+    codes = {"failed": 500, "delivered": 200, "retrying": 500}
+    due = {"retrying": now + timedelta(seconds=40), "pending": now}
+    with app.app_context():
+        for i, (status, call_id) in enumerate(rows):
+            created = now - timedelta(minutes=10 - i)
+            attempts = [(created, 10.0, codes[status])] if status in codes else []
+            add_delivery(created, status, event_type="transcript", call_id=call_id, attempts=attempts,
+                         due_at=due.get(status))
+    return app
+
+
+def test_log_marks_deliveries_held_behind_an_earlier_open_one(auth_client, held_back):
+    html = auth_client.get(LOG).text
+    assert ids_on(html) == [7, 6, 5, 4, 3, 2, 1]
+    # Only the later open deliveries of c-7, both behind its head #3 (not #5
+    # behind #3 and #7 behind #5: the head is the one being worked on).
+    assert waiting_rows(html) == {5: 3, 7: 3}
+    held = row_html(html, 5)
+    assert ">pending<" in held  # the status stays what it is; the note is beside it
+    assert f'href="{LOG}/3?back=' in held and ">#3</a>" in held  # "after #3" links the head
+    head = row_html(html, 3)
+    assert "(in 4" in head  # the head shows its own next retry, as before
+    assert ">queued<" in row_html(html, 4) and ">queued<" in row_html(html, 6)
+    # The live fragment carries the same notes.
+    assert waiting_rows(auth_client.get(f"{LOG}?partial=table").text) == {5: 3, 7: 3}
+    # Filtered to the call, or to pending only (the head is not on the page),
+    # the rows still know what they wait for.
+    assert waiting_rows(auth_client.get(f"{LOG}?call_id=c-7").text) == {5: 3, 7: 3}
+    assert waiting_rows(auth_client.get(f"{LOG}?status=pending").text) == {5: 3, 7: 3}
+
+    # Once the head is delivered, #5 becomes the head and #7 waits for it.
+    with held_back.app_context():
+        db.session.get(Delivery, 3).status = "delivered"
+        db.session.commit()
+    assert waiting_rows(auth_client.get(LOG).text) == {7: 5}
+
+
+def test_detail_says_what_a_held_delivery_waits_for(auth_client, held_back):
+    html = auth_client.get(f"{LOG}/7").text
+    note = re.search(r'<p[^>]*id="waiting-note".*?</p>', html, re.S).group(0)
+    assert "Waiting for earlier event:" in note
+    assert f'href="{LOG}/3?back=' in note and "delivery #3</a>" in note
+    assert "still retrying, next retry in 4" in note
+    assert 'data-waiting-for="3"' in html  # the badge beside the status too
+    # The polled fragment keeps the note while the delivery is open.
+    assert 'id="waiting-note"' in auth_client.get(f"{LOG}/7?partial=1").text
+    for not_held in (1, 2, 3, 4, 6):
+        page = auth_client.get(f"{LOG}/{not_held}").text
+        assert 'id="waiting-note"' not in page and "waiting for earlier event" not in page, not_held
+
+
+def test_waiting_notes_cost_one_query_per_page(auth_client, held_back):
+    """However many held rows a page shows, finding them is one statement (none without open rows)."""
+    def statements_for(path):
+        seen = []
+
+        def capture(conn, cursor, statement, parameters, context, executemany):
+            seen.append(statement)
+
+        with held_back.app_context():
+            event.listen(db.engine, "before_cursor_execute", capture)
+        try:
+            assert auth_client.get(path).status_code == 200
+        finally:
+            with held_back.app_context():
+                event.remove(db.engine, "before_cursor_execute", capture)
+        return seen
+
+    before = statements_for(f"{LOG}?partial=table")
+    with held_back.app_context():
+        for _ in range(30):
+            add_delivery(utcnow(), "pending", event_type="transcript", call_id="c-7", due_at=utcnow())
+    after = statements_for(f"{LOG}?partial=table")
+    assert len(waiting_rows(auth_client.get(f"{LOG}?partial=table").text)) == 32
+    assert len(after) == len(before)
+    assert sum("min(deliveries.id)" in s for s in after) == 1
+    # A page of finished deliveries asks nothing extra.
+    finished = statements_for(f"{LOG}?partial=table&status=delivered")
+    assert not any("min(deliveries.id)" in s for s in finished)
+
+
+def test_waiting_query_reads_the_call_index(app, held_back):
+    """The page's one extra statement is an index search by call, never a scan of the log."""
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        pytest.skip("PostgreSQL plans depend on table statistics; checked by hand on 1M rows")
+    from views.deliveries import log_page, waiting_for
+
+    with app.app_context():
+        statements = []
+
+        def capture(conn, cursor, statement, parameters, context, executemany):
+            statements.append((statement, parameters))
+
+        page = log_page([])
+        event.listen(db.engine, "before_cursor_execute", capture)
+        try:
+            assert waiting_for(page.rows) == {5: 3, 7: 3}
+        finally:
+            event.remove(db.engine, "before_cursor_execute", capture)
+        [(statement, parameters)] = statements
+        plan = " ".join(row[-1] for row in db.session.connection().exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + statement, parameters))
+        assert "SEARCH deliveries USING INDEX ix_deliveries_" in plan, plan
+        assert "(call_id=?" in plan, plan
+
+
 # --- live fragments ------------------------------------------------------------
 
 

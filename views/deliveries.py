@@ -3,6 +3,11 @@
 The log pages by keyset (``?before=<id>`` / ``?after=<id>``), never OFFSET, so
 every page costs one short index range whatever the table's size. The first
 page and the stats refresh themselves with htmx polling of partial GETs.
+
+An open delivery behind an earlier open delivery of the same call is shown as
+"waiting for earlier event": the drain only claims a call's first open
+delivery (tasks/drain.py), so that a call's events arrive in publish order,
+and without the note a pending row that never moves looks stuck.
 """
 
 import json
@@ -22,14 +27,14 @@ from flask import (
 )
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import raiseload
 from wtforms import BooleanField, DateTimeLocalField, SubmitField
 from wtforms.validators import InputRequired
 
 from events import EVENT_TYPES
 from models import db, utcnow
-from models.events import OPEN_STATES, STATES, Attempt, Delivery
+from models.events import OPEN_STATES, STATES, Attempt, Delivery, is_open
 from models.settings import get_settings
 from tasks.redeliver import REDELIVERABLE, redeliver, redeliver_failed_since
 from tasks.retry import max_attempts
@@ -161,6 +166,46 @@ def log_page(where: list, before: int | None = None, after: int | None = None,
     return Page(rows, newer=newer, older=older)
 
 
+def waiting_for(rows: list[Delivery]) -> dict[int, int]:
+    """Which of ``rows`` the drain holds back: {delivery id: the earliest open delivery of its call}.
+
+    The same rule as the drain's claim: an open delivery waits while an
+    earlier delivery of its call is still open. One query for the whole page,
+    and only when the page shows open deliveries of a call (a page of finished
+    ones costs nothing): the earliest open id per call among the page's calls,
+    read through the partial index on open rows (call_id, id), so it touches
+    only those calls' open rows, never their delivered history.
+    """
+    candidates = [d for d in rows if d.status in OPEN_STATES and d.call_id]
+    if not candidates:
+        return {}
+    heads = dict(db.session.execute(
+        select(Delivery.call_id, func.min(Delivery.id))
+        .where(Delivery.call_id.in_(sorted({d.call_id for d in candidates})),
+               is_open(Delivery.status),
+               Delivery.id < max(d.id for d in candidates))
+        .group_by(Delivery.call_id)
+    ).all())
+    return {d.id: heads[d.call_id] for d in candidates if heads.get(d.call_id, d.id) < d.id}
+
+
+def earliest_open_before(delivery: Delivery) -> Delivery | None:
+    """The earliest still-open delivery of ``delivery``'s call published before it, if any.
+
+    That is the one the drain is working through (the call's head); while it
+    exists ``delivery`` is not sent. None for a finished delivery or one
+    without a call id.
+    """
+    if delivery.status not in OPEN_STATES or not delivery.call_id:
+        return None
+    return db.session.scalars(
+        select(Delivery).options(raiseload(Delivery.event))
+        .where(Delivery.call_id == delivery.call_id, Delivery.id < delivery.id,
+               is_open(Delivery.status))
+        .order_by(Delivery.id).limit(1)
+    ).first()
+
+
 def _range_arg() -> str:
     """The chart's range from ``?range=`` (24h or 7d)."""
     value = request.args.get("range", DEFAULT_RANGE)
@@ -175,6 +220,7 @@ def log():
     context = dict(
         filters=filters,
         page=page,
+        waiting=waiting_for(page.rows),
         now=utcnow(),
         range_name=_range_arg(),
         schedule_attempts=max_attempts(current_app.config["HOOKLINE_RETRY_SCHEDULE"]),
@@ -248,6 +294,7 @@ def detail(delivery_id: int):
         event=delivery.event,
         envelope=pretty_envelope(delivery.event.body),
         attempts=attempts,
+        waiting_on=earliest_open_before(delivery),
         now=utcnow(),
         redeliverable=delivery.status in REDELIVERABLE,
         schedule_attempts=max_attempts(current_app.config["HOOKLINE_RETRY_SCHEDULE"]),

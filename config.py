@@ -86,6 +86,10 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
         "HOOKLINE_LEASE_SECONDS": float(environ.get("HOOKLINE_LEASE_SECONDS", "60")),
         "HOOKLINE_DELIVERY_TIMEOUT": float(environ.get("HOOKLINE_DELIVERY_TIMEOUT", "10")),
         "HOOKLINE_BATCH_SIZE": int(environ.get("HOOKLINE_BATCH_SIZE", "32")),
+        # An idle drain waits this long for the next publish before its job ends.
+        "HOOKLINE_DRAIN_LINGER": float(environ.get("HOOKLINE_DRAIN_LINGER", "2")),
+        # A drain job hands over to a fresh one after this long (RQ's job timeout is 600 s).
+        "HOOKLINE_DRAIN_MAX_SECONDS": float(environ.get("HOOKLINE_DRAIN_MAX_SECONDS", "300")),
         # Deliveries of different calls one drain sends side by side.
         "HOOKLINE_SEND_CONCURRENCY": int(environ.get("HOOKLINE_SEND_CONCURRENCY", "8")),
         # After a secret rotation the old secret keeps signing this long.

@@ -27,7 +27,9 @@ from models.events import (
 )
 from models.settings import get_settings, mask_value
 from tasks import autodisable
-from tasks.queue import clear_wake_flag, wake
+from tasks.queue import (
+    ask_for_help, jobs_waiting, listening, started_as_helper, stop_listening, wait_for_bell, wake,
+)
 from tasks.retry import next_delay
 from tasks.sender import Sender
 from tasks.signing import signature_headers
@@ -224,12 +226,20 @@ def deliver(delivery: Delivery, settings, sender: Sender, schedule) -> Attempt:
     return record(out, started, result, settings, schedule)
 
 
-def _ping_redis(action) -> None:
-    """Run a Redis bell-ringing action; without Redis the drain still delivers."""
+_REDIS_DOWN = object()
+
+
+def _redis(action, default=None):
+    """Run a Redis call for the drain's wake-up protocol; without Redis, return ``default``.
+
+    The drain itself only needs the database: when Redis is away it stops
+    listening and the worker's tick delivers from the database instead.
+    """
     try:
-        action()
+        return action()
     except redis.exceptions.ConnectionError:
         log.warning("Redis unavailable; delivering without it")
+        return default
 
 
 def _send_pool() -> ThreadPoolExecutor:
@@ -242,32 +252,28 @@ def _send_pool() -> ThreadPoolExecutor:
     return pool
 
 
-def drain() -> int:
-    """The RQ job: deliver everything due, batch after batch; return how many were sent.
+class Drainer:
+    """One drain's state: who it is, its lease, its sender and its retry schedule."""
 
-    Adaptive: at low load a claim finds one delivery and sends it at once;
-    under load a claim takes up to HOOKLINE_BATCH_SIZE (each the head of a
-    different call, so order is kept), sends them concurrently over kept-alive
-    connections, and records the whole batch in one transaction.
-    """
-    _ping_redis(clear_wake_flag)
-    config = current_app.config
-    owner = uuid.uuid4().hex
-    batch_size = config["HOOKLINE_BATCH_SIZE"]
-    concurrency = config["HOOKLINE_SEND_CONCURRENCY"]
-    # The lease must outlast a whole batch of receivers that each take the full deadline.
-    rounds = -(-batch_size // concurrency)
-    lease = max(config["HOOKLINE_LEASE_SECONDS"], rounds * config["HOOKLINE_DELIVERY_TIMEOUT"] + 5)
-    schedule = config["HOOKLINE_RETRY_SCHEDULE"]
-    sender = get_sender()
-    sent = 0
-    while True:
-        batch = claim(owner, batch_size, lease)
+    def __init__(self, config):
+        self.owner = uuid.uuid4().hex
+        self.batch_size = config["HOOKLINE_BATCH_SIZE"]
+        concurrency = config["HOOKLINE_SEND_CONCURRENCY"]
+        # The lease must outlast a whole batch of receivers that each take the full deadline.
+        rounds = -(-self.batch_size // concurrency)
+        self.lease = max(config["HOOKLINE_LEASE_SECONDS"],
+                         rounds * config["HOOKLINE_DELIVERY_TIMEOUT"] + 5)
+        self.schedule = config["HOOKLINE_RETRY_SCHEDULE"]
+        self.sender = get_sender()
+
+    def run_batch(self) -> int | None:
+        """Claim, send and record one batch; return how many were claimed (None: nothing due)."""
+        batch = claim(self.owner, self.batch_size, self.lease)
         if not batch:
-            return sent
-        if len(batch) == batch_size:
+            return None
+        if len(batch) == self.batch_size:
             # More may be waiting: let another worker help while this one sends.
-            _ping_redis(wake)
+            _redis(ask_for_help)
         settings = get_settings()
         db.session.refresh(settings)  # read at send time, not from a stale identity map
         outgoing = []
@@ -278,10 +284,62 @@ def drain() -> int:
             else:
                 outgoing.append(prepare(delivery, settings))
         if len(outgoing) == 1:
-            results = [send(sender, outgoing[0])]  # no thread hop at low load
+            results = [send(self.sender, outgoing[0])]  # no thread hop at low load
         else:
-            results = list(_send_pool().map(lambda out: send(sender, out), outgoing))
+            results = list(_send_pool().map(lambda out: send(self.sender, out), outgoing))
         for out, (started, result) in zip(outgoing, results):
-            record(out, started, result, settings, schedule)
+            record(out, started, result, settings, self.schedule)
         db.session.commit()
-        sent += len(outgoing)
+        return len(batch)
+
+
+def drain(linger: float | None = None) -> int:
+    """The RQ job: deliver everything due, batch after batch; return how many were claimed.
+
+    Adaptive: at low load a claim finds one delivery and sends it at once;
+    under load a claim takes up to HOOKLINE_BATCH_SIZE (each the head of a
+    different call, so order is kept), sends them concurrently over kept-alive
+    connections, and records the whole batch in one transaction.
+
+    When nothing is due the drain does not end at once: for up to
+    HOOKLINE_DRAIN_LINGER seconds it waits on the Redis bell that every
+    publish rings, so steady traffic is served by one long-lived job rather
+    than a queued job per event (RQ's bookkeeping costs ~27 round trips per
+    job). It stops lingering as soon as other jobs wait for the worker, and
+    hands over to a fresh job after HOOKLINE_DRAIN_MAX_SECONDS.
+    """
+    config = current_app.config
+    linger = config["HOOKLINE_DRAIN_LINGER"] if linger is None else linger
+    deadline = time.monotonic() + config["HOOKLINE_DRAIN_MAX_SECONDS"]
+    drainer = Drainer(config)
+    _redis(started_as_helper)
+    _redis(listening)
+    refreshed = time.monotonic()
+    claimed = 0
+    idle_since = None
+    while True:
+        count = drainer.run_batch()
+        now = time.monotonic()
+        if count:
+            claimed += count
+            idle_since = None
+            if now > deadline:
+                break
+            continue
+        idle_since = idle_since or now
+        if now - idle_since >= linger or now > deadline or _redis(jobs_waiting, 1):
+            break
+        # Wait for the next publish (or half a second, for retries coming due).
+        if _redis(lambda: wait_for_bell(min(0.5, linger)), _REDIS_DOWN) is _REDIS_DOWN:
+            break  # the worker's tick delivers from the database until Redis is back
+        if now - refreshed > 1:
+            _redis(listening)
+            refreshed = now
+    # Stop listening, then look once more: an event committed just before
+    # the flag went away rang a bell nobody will hear.
+    _redis(stop_listening)
+    while (count := drainer.run_batch()):
+        claimed += count
+    if time.monotonic() > deadline and has_due_work():
+        _redis(wake)  # hand over to a fresh job
+    return claimed

@@ -76,8 +76,8 @@ def _tick_once(heartbeat: str) -> None:
         except redis.exceptions.ConnectionError:
             pass
     # No Redis, no jobs: deliver from this thread instead. Leases keep it
-    # safe beside the other workers' drains.
-    drain()
+    # safe beside the other workers' drains. No lingering: there is no bell.
+    drain(linger=0)
 
 
 def run_worker(app, *, burst: bool = False) -> None:

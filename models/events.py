@@ -104,8 +104,9 @@ class Attempt(db.Model):
 
     __tablename__ = "attempts"
     __table_args__ = (
-        # Stats: the last 24 h of attempts and the latest one.
-        Index("ix_attempts_started", "started_at"),
+        # Stats: the last 24 h of attempts and the latest one; ok and
+        # duration_ms included so the counts and percentiles read the index only.
+        Index("ix_attempts_window", "started_at", "ok", "duration_ms"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -294,8 +294,15 @@ class Drainer:
         db.session.commit()
         return len(batch)
 
+    def run_until_empty(self) -> int:
+        """Run batches until nothing is due; return how many were claimed."""
+        claimed = 0
+        while (count := self.run_batch()):
+            claimed += count
+        return claimed
 
-def drain(linger: float | None = None) -> int:
+
+def drain(linger: float | None = None, helper: bool = False) -> int:
     """The RQ job: deliver everything due, batch after batch; return how many were claimed.
 
     Adaptive: at low load a claim finds one delivery and sends it at once;
@@ -303,18 +310,22 @@ def drain(linger: float | None = None) -> int:
     different call, so order is kept), sends them concurrently over kept-alive
     connections, and records the whole batch in one transaction.
 
-    When nothing is due the drain does not end at once: for up to
-    HOOKLINE_DRAIN_LINGER seconds it waits on the Redis bell that every
-    publish rings, so steady traffic is served by one long-lived job rather
-    than a queued job per event (RQ's bookkeeping costs ~27 round trips per
-    job). It stops lingering as soon as other jobs wait for the worker, and
-    hands over to a fresh job after HOOKLINE_DRAIN_MAX_SECONDS.
+    The listening drain (the one a publish queued) does not end when nothing
+    is due: for up to HOOKLINE_DRAIN_LINGER seconds it waits on the Redis
+    bell that every publish rings, so steady traffic is served by one
+    long-lived job rather than a queued job per event (RQ's bookkeeping costs
+    ~27 round trips per job). It stops lingering as soon as other jobs wait
+    for the worker, and hands over to a fresh job after
+    HOOKLINE_DRAIN_MAX_SECONDS. A ``helper`` drain (asked for by a drain
+    whose batch came back full) ends as soon as nothing is due.
     """
     config = current_app.config
+    drainer = Drainer(config)
+    if helper:
+        _redis(started_as_helper)
+        return drainer.run_until_empty()
     linger = config["HOOKLINE_DRAIN_LINGER"] if linger is None else linger
     deadline = time.monotonic() + config["HOOKLINE_DRAIN_MAX_SECONDS"]
-    drainer = Drainer(config)
-    _redis(started_as_helper)
     _redis(listening)
     refreshed = time.monotonic()
     claimed = 0
@@ -340,8 +351,7 @@ def drain(linger: float | None = None) -> int:
     # Stop listening, then look once more: an event committed just before
     # the flag went away rang a bell nobody will hear.
     _redis(stop_listening)
-    while (count := drainer.run_batch()):
-        claimed += count
+    claimed += drainer.run_until_empty()
     if time.monotonic() > deadline and has_due_work():
         _redis(wake)  # hand over to a fresh job
     return claimed

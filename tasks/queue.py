@@ -5,10 +5,15 @@ Two keys do the waking:
 * ``DRAIN_FLAG`` is set while a drain job is queued or running and listening
   for work. A publish sets it with NX: when that succeeds nobody is
   listening, so the publish enqueues a drain job; otherwise a drain exists.
-* ``BELL`` is a one-item list a listening drain waits on (BLPOP) between
+* ``BELL`` is a one-item list the listening drain waits on (BLPOP) between
   claims. Every publish rings it, in the same round trip as the NX, so a
   drain that lingers after emptying the outbox hears the next event within
   a round trip instead of a new job being queued for it.
+
+Only one drain listens at a time. Under load it asks for helpers
+(``HELPER_FLAG``): drains for other workers that share the backlog and end
+as soon as it is gone, so an idle second worker never splits the stream
+into batches of one.
 """
 
 import redis
@@ -41,8 +46,9 @@ def get_queue() -> Queue:
     return Queue(current_app.config["HOOKLINE_QUEUE"], connection=get_redis())
 
 
-def _enqueue_drain() -> None:
-    get_queue().enqueue("tasks.drain.drain", job_timeout=600, result_ttl=0, failure_ttl=3600)
+def _enqueue_drain(helper: bool = False) -> None:
+    get_queue().enqueue("tasks.drain.drain", kwargs={"helper": helper},
+                        job_timeout=600, result_ttl=0, failure_ttl=3600)
 
 
 def wake() -> bool:
@@ -66,7 +72,7 @@ def ask_for_help() -> bool:
     """Queue one more drain for another worker to share a backlog; True when queued."""
     if not get_redis().set(HELPER_FLAG, 1, nx=True, ex=DRAIN_FLAG_TTL):
         return False
-    _enqueue_drain()
+    _enqueue_drain(helper=True)
     return True
 
 

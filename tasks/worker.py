@@ -17,10 +17,11 @@ import threading
 import time
 
 import redis
+from flask import current_app
 from rq import SimpleWorker
 
 from tasks import maintenance
-from tasks.drain import drain, has_due_work
+from tasks.drain import Drainer, has_due_work
 from tasks.queue import get_queue, get_redis, wake
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,8 @@ def _tick_once(heartbeat: str) -> None:
         except redis.exceptions.ConnectionError:
             pass
     # No Redis, no jobs: deliver from this thread instead. Leases keep it
-    # safe beside the other workers' drains. No lingering: there is no bell.
-    drain(linger=0)
+    # safe beside the other workers' drains. No bell to listen to: just empty the outbox.
+    Drainer(current_app.config).run_until_empty()
 
 
 def run_worker(app, *, burst: bool = False) -> None:

@@ -4,12 +4,13 @@ In-process (``tasks.publish_event(...)``), enqueued on RQ by dotted path, or
 through ``POST /api/v1/events`` — all three end here.
 """
 
+import functools
 import json
 import logging
 import time
 
 from events import call_id_of, validate_event
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert, select
 
 from models import db, utcnow
 from models.events import PENDING, Delivery, Event, new_event_id
@@ -22,6 +23,24 @@ log = logging.getLogger(__name__)
 # statement building that costs as much as the INSERT itself on SQLite.
 _INSERT_EVENT = insert(Event.__table__)
 _INSERT_DELIVERY = insert(Delivery.__table__)
+
+
+@functools.cache
+def _insert_both():
+    """PostgreSQL: INSERT the event and, from its RETURNING, the delivery, in one statement."""
+    events, deliveries = Event.__table__, Delivery.__table__
+    new_event = (
+        insert(events)
+        .values({c: bindparam(c) for c in
+                 ("id", "event_type", "call_id", "timestamp_utc", "is_test", "body", "created_at")})
+        .returning(events.c.seq)
+        .cte("new_event")
+    )
+    columns = ("event_type", "call_id", "is_test", "status", "due_at", "created_at", "attempt_count")
+    return insert(deliveries).from_select(
+        ["event_seq", *columns],
+        select(new_event.c.seq, *(bindparam(f"d_{c}", type_=deliveries.c[c].type) for c in columns)),
+    )
 
 
 def envelope_body(event_type: str, timestamp_utc: int, payload: dict, is_test: bool) -> str:
@@ -62,17 +81,17 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     # On the session's connection: Core statements need none of the ORM's
     # per-execute work, which cost as much as the INSERTs here.
     conn = db.session.connection()
-    seq = conn.execute(
-        _INSERT_EVENT,
-        dict(id=event_id, event_type=event_type, call_id=call_id, timestamp_utc=timestamp_utc,
-             is_test=is_test, body=envelope_body(event_type, timestamp_utc, payload, is_test),
-             created_at=now),
-    ).inserted_primary_key[0]
-    conn.execute(
-        _INSERT_DELIVERY,
-        dict(event_seq=seq, event_type=event_type, call_id=call_id, is_test=is_test,
-             status=PENDING, due_at=now, created_at=now),
-    )
+    event = dict(id=event_id, event_type=event_type, call_id=call_id, timestamp_utc=timestamp_utc,
+                 is_test=is_test, body=envelope_body(event_type, timestamp_utc, payload, is_test),
+                 created_at=now)
+    delivery = dict(event_type=event_type, call_id=call_id, is_test=is_test,
+                    status=PENDING, due_at=now, created_at=now, attempt_count=0)
+    if conn.dialect.name == "postgresql":
+        # One statement, one round trip: the INSERT of the event feeds the delivery's.
+        conn.execute(_insert_both(), {**event, **{f"d_{k}": v for k, v in delivery.items()}})
+    else:
+        seq = conn.execute(_INSERT_EVENT, event).inserted_primary_key[0]
+        conn.execute(_INSERT_DELIVERY, {**delivery, "event_seq": seq})
     db.session.commit()
     try:
         wake()

@@ -13,6 +13,7 @@ from tasks.queue import get_redis
 log = logging.getLogger(__name__)
 
 MAINTENANCE_LOCK = "hookline:maintenance"
+VACUUM_LOCK = "hookline:vacuum"
 PRUNE_BATCH = 1000
 
 
@@ -57,3 +58,28 @@ def run_if_due(app) -> None:
         count = prune()
         if count:
             log.info("pruned %d events older than %s days", count, app.config["HOOKLINE_RETENTION_DAYS"])
+
+
+def vacuum_outbox_if_due(app) -> None:
+    """PostgreSQL: VACUUM the deliveries table every HOOKLINE_VACUUM_SECONDS (one worker does it).
+
+    Why: every delivery is updated two or three times, and until a vacuum
+    the partial index on open rows keeps an entry for each old row version.
+    The claim reads that index, so without it each claim walks every dead
+    entry since the last vacuum (measured: 38,000 dead entries and 6.6 ms
+    per claim with nothing open, after 26,000 deliveries; autovacuum had
+    not yet come round). A plain VACUUM takes no lock that blocks the
+    workers or the engine, and on a table it visited seconds ago it reads
+    only the pages changed since.
+    """
+    interval = app.config["HOOKLINE_VACUUM_SECONDS"]
+    if not interval:
+        return
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            return
+        if not get_redis().set(VACUUM_LOCK, 1, nx=True, ex=max(1, round(interval))):
+            return
+        # VACUUM cannot run inside a transaction block.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f"VACUUM {Delivery.__tablename__}")

@@ -54,6 +54,7 @@ def tick(app, stop: threading.Event) -> None:
             with app.app_context():
                 _tick_once(heartbeat)
             maintenance.run_if_due(app)
+            maintenance.vacuum_outbox_if_due(app)
         except Exception:
             # Redis or the database may be briefly away; try again next tick.
             log.warning("tick failed; retrying in %ss", interval, exc_info=True)

@@ -40,3 +40,23 @@ def test_prune_removes_old_final_deliveries_in_batches(app):
 
 def test_log_page_config_default(app):
     assert app.config["HOOKLINE_RETENTION_DAYS"] == 30
+
+
+def test_outbox_vacuum_runs_once_per_interval_on_postgresql_only(app):
+    """On PostgreSQL one worker VACUUMs deliveries per interval; SQLite has nothing to vacuum."""
+    from tasks.maintenance import VACUUM_LOCK, vacuum_outbox_if_due
+    from tasks.queue import get_redis
+
+    with app.app_context():
+        for _ in range(5):
+            add("delivered", 0)
+        db.session.commit()
+        db.session.execute(Delivery.__table__.update().values(status="failed"))  # churn
+        db.session.commit()
+        redis_client = get_redis()
+        redis_client.delete(VACUUM_LOCK)
+        on_postgres = db.engine.dialect.name == "postgresql"
+    vacuum_outbox_if_due(app)  # VACUUM refuses to run in a transaction: this must not raise
+    with app.app_context():
+        assert bool(redis_client.exists(VACUUM_LOCK)) == on_postgres
+        assert count(Delivery) == 5

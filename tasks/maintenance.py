@@ -9,6 +9,7 @@ from sqlalchemy import delete, select
 from models import db, utcnow
 from models.events import OPEN_STATES, Delivery, Event
 from tasks.queue import get_redis
+from tasks.stats import forget_hits
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def prune(now: datetime | None = None, retention_days: float | None = None, batc
         # Attempts and deliveries go with their event (ON DELETE CASCADE).
         db.session.execute(delete(Event).where(Event.seq.in_(seqs)))
         db.session.commit()
+        forget_hits()
         removed += len(seqs)
 
 

@@ -157,3 +157,20 @@ def test_bucket_edges_align_to_utc_slots():
 def test_unknown_range_falls_back_to_24_hours(app):
     with app.app_context():
         assert outcome_series(NOW, "1y").range == "24h"
+
+
+def test_hits_count_new_rows_only_and_stay_exact_after_pruning(app):
+    """Hits are counted in full once, then only newer rows; the retention prune resets them."""
+    from tasks.maintenance import prune
+    from tasks.stats import count_hits
+    from models import utcnow
+
+    with app.app_context():
+        for days in (40, 40, 1):
+            add_delivery(utcnow() - timedelta(days=days))
+        assert count_hits() == 3
+        add_delivery(utcnow())
+        assert count_hits() == 4  # the cached 3 plus the one newer row
+        assert prune(retention_days=30) == 2
+        assert count_hits() == 2
+        assert summary(utcnow()).hits == 2

@@ -59,15 +59,31 @@ def get_sender() -> Sender:
 def _heads(dialect: str):
     """The ids of every call's first open delivery, and of open deliveries without a call.
 
-    Written as SQL so that SQLite can be told to read the partial index on
-    open rows (``INDEXED BY``): on a table never ANALYZEd its planner picks
-    the status index and sorts every open row instead (measured: 1.2 ms
-    against 0.4 ms for 3,000 open rows). PostgreSQL plans it well unaided.
+    A skip scan over the partial index on open rows: a recursive CTE steps
+    from one call id to the next (each step one index seek), then takes each
+    call's lowest open id (another seek). The cost follows the number of
+    calls with open deliveries, not the backlog: 50 calls cost ~100 seeks
+    whether 50 or 20,000 deliveries are open. On PostgreSQL these are plain
+    index scans, which mark the entries of dead row versions as they pass
+    them, so later claims skip them; a GROUP BY was planned as a bitmap scan
+    that visits every dead entry on every claim (6.6 ms for 38,000, against
+    0.3 ms once marked).
+
+    Written as SQL so that SQLite can be told to read that index
+    (``INDEXED BY``): on a table never ANALYZEd its planner picks the
+    status index and reads every open row instead.
     """
     index = " INDEXED BY ix_deliveries_open_call" if dialect == "sqlite" else ""
     return text(
-        f"SELECT min(id) FROM deliveries{index} WHERE {OPEN_SQL} AND call_id IS NOT NULL"
-        " GROUP BY call_id"
+        "WITH RECURSIVE calls(call_id) AS ("
+        f" SELECT min(call_id) FROM deliveries{index} WHERE {OPEN_SQL} AND call_id IS NOT NULL"
+        " UNION ALL"
+        f" SELECT (SELECT min(d.call_id) FROM deliveries AS d{index}"
+        f" WHERE {OPEN_SQL} AND d.call_id > calls.call_id)"
+        " FROM calls WHERE calls.call_id IS NOT NULL)"
+        f" SELECT (SELECT min(d.id) FROM deliveries AS d{index}"
+        f" WHERE {OPEN_SQL} AND d.call_id = calls.call_id)"
+        " FROM calls WHERE calls.call_id IS NOT NULL"
         f" UNION ALL SELECT id FROM deliveries{index} WHERE {OPEN_SQL} AND call_id IS NULL"
     ).columns(id=Integer)
 

@@ -185,13 +185,15 @@ def has_due_work() -> bool:
     return db.session.scalar(_due_statement(db.engine.dialect.name), {"now": utcnow()}) is not None
 
 
-_CANCEL = update(_deliveries).where(_deliveries.c.id == bindparam("delivery_id"))
+#: One UPDATE by id, run as an executemany: every key of the dicts but
+#: ``delivery_id`` becomes a SET column (cancellations, a batch's outcomes).
+_UPDATE_BY_ID = update(_deliveries).where(_deliveries.c.id == bindparam("delivery_id"))
 
 
 def cancel(reasons: dict[int, str]) -> None:
     """Close deliveries the integration no longer wants, saying why in the log; the caller commits."""
     if reasons:
-        db.session.execute(_CANCEL, [
+        db.session.execute(_UPDATE_BY_ID, [
             dict(delivery_id=delivery_id, status=CANCELLED, last_error=reason,
                  due_at=None, lease_until=None)
             for delivery_id, reason in reasons.items()
@@ -276,7 +278,6 @@ def record(out: Outgoing, started, result, settings, schedule) -> tuple[dict, di
 
 
 _INSERT_ATTEMPTS = insert(Attempt.__table__)
-_UPDATE_DELIVERIES = update(_deliveries).where(_deliveries.c.id == bindparam("delivery_id"))
 
 
 def write(records: list[tuple[dict, dict]], settings) -> None:
@@ -288,7 +289,7 @@ def write(records: list[tuple[dict, dict]], settings) -> None:
     if not records:
         return
     db.session.execute(_INSERT_ATTEMPTS, [attempt for attempt, _ in records])
-    db.session.execute(_UPDATE_DELIVERIES, [change for _, change in records])
+    db.session.execute(_UPDATE_BY_ID, [change for _, change in records])
     if any(change["status"] == FAILED for _, change in records):
         autodisable.after_failure(settings)
 
@@ -341,8 +342,9 @@ class Drainer:
         if len(batch) == self.batch_size:
             # More may be waiting: let another worker help while this one sends.
             _redis(ask_for_help)
+        # Read at send time: claim() has just committed, which expired the
+        # session's copy, so this is a fresh SELECT (no refresh needed).
         settings = get_settings()
-        db.session.refresh(settings)  # read at send time, not from a stale identity map
         reasons = {d.id: reason for d in batch if (reason := _not_wanted_reason(settings, d))}
         cancel(reasons)
         outgoing = [prepare(d, settings) for d in batch if d.id not in reasons]

@@ -45,25 +45,31 @@ def redis_server_binary() -> str:
         return found
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    """Start a private, memory-only redis-server for the whole session."""
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
+def start_redis_server(port: int, workdir) -> subprocess.Popen:
+    """Start a memory-only redis-server on 127.0.0.1:``port`` and wait until it answers."""
     proc = subprocess.Popen(
         [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
          "--save", "", "--appendonly", "no", "--dir", str(workdir)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     client = redis.Redis(port=port)
-    for _ in range(100):
+    for _ in range(200):
         try:
             client.ping()
-            break
+            return proc
         except redis.ConnectionError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
+            time.sleep(0.025)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """Start a private, memory-only redis-server for the whole session."""
+    port = free_port()
+    try:
+        proc = start_redis_server(port, tmp_path_factory.mktemp("redis"))
+    except RuntimeError:
         pytest.exit("private redis-server did not start", returncode=3)
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()

@@ -1,12 +1,10 @@
 """Fault-suite fixtures: a Redis of the test's own that can be killed and restarted."""
 
-import subprocess
 import time
 
 import pytest
-import redis
 
-from tests.conftest import free_port, redis_server_binary
+from tests.conftest import free_port, start_redis_server
 
 
 def pytest_collection_modifyitems(items):
@@ -29,18 +27,7 @@ class OwnRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        for _ in range(200):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.025)
-        raise RuntimeError("redis-server did not start")
+        self.proc = start_redis_server(self.port, self.workdir)
 
     def kill(self) -> None:
         self.proc.kill()

@@ -9,37 +9,48 @@ import json
 import logging
 import time
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, text
 
 from events import call_id_of, validate_event
 from models import db, utcnow
 from models.events import PENDING, Delivery, Event, new_event_id
-from models.settings import wanted
-from tasks.queue import wake
+from models.settings import wants_sql
+from tasks.queue import ring_soon
 
 log = logging.getLogger(__name__)
 
-# Built once: executed with a dict of values, they skip the per-call
-# statement building that costs as much as the INSERT itself on SQLite.
-_INSERT_EVENT = insert(Event.__table__)
+_EVENT_COLUMNS = ("id", "event_type", "call_id", "timestamp_utc", "is_test", "body", "created_at")
+_DELIVERY_COLUMNS = ("event_type", "call_id", "is_test", "status", "due_at", "created_at", "attempt_count")
+
+
+def _values(table, columns, prefix=""):
+    """Typed bind parameters for ``columns`` of ``table`` (named ``prefix`` + column)."""
+    return [bindparam(prefix + c, type_=table.c[c].type) for c in columns]
+
+
+@functools.cache
+def _insert_event(dialect: str):
+    """INSERT the event if the integration wants its type, RETURNING its seq (no row: not wanted).
+
+    Built once per dialect: building and cache-keying a statement costs as
+    much as running it on SQLite.
+    """
+    events = Event.__table__
+    wanted = select(*_values(events, _EVENT_COLUMNS)).where(text(wants_sql(dialect)))
+    return insert(events).from_select(_EVENT_COLUMNS, wanted).returning(events.c.seq)
+
+
 _INSERT_DELIVERY = insert(Delivery.__table__)
 
 
 @functools.cache
 def _insert_both():
-    """PostgreSQL: INSERT the event and, from its RETURNING, the delivery, in one statement."""
-    events, deliveries = Event.__table__, Delivery.__table__
-    new_event = (
-        insert(events)
-        .values({c: bindparam(c) for c in
-                 ("id", "event_type", "call_id", "timestamp_utc", "is_test", "body", "created_at")})
-        .returning(events.c.seq)
-        .cte("new_event")
-    )
-    columns = ("event_type", "call_id", "is_test", "status", "due_at", "created_at", "attempt_count")
+    """PostgreSQL: the event (if wanted) and, from its RETURNING, the delivery, in one statement."""
+    deliveries = Delivery.__table__
+    new_event = _insert_event("postgresql").cte("new_event")
     return insert(deliveries).from_select(
-        ["event_seq", *columns],
-        select(new_event.c.seq, *(bindparam(f"d_{c}", type_=deliveries.c[c].type) for c in columns)),
+        ["event_seq", *_DELIVERY_COLUMNS],
+        select(new_event.c.seq, *_values(deliveries, _DELIVERY_COLUMNS, prefix="d_")),
     )
 
 
@@ -62,16 +73,13 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     ``events.InvalidEvent`` naming the bad field. Needs an app context
     (the RQ worker gives every job one).
 
-    The engine waits for this, so it is kept to one settings read, the
-    INSERTs (one statement on PostgreSQL) and one commit, then one Redis
-    round trip: measured in bench/ at 2.0-2.6x a bare PING + INSERT + commit
-    on SQLite and 1.4-1.6x on PostgreSQL (the ORM version was 4-9x).
+    The engine waits for this, so it is kept to the INSERTs (one statement
+    on PostgreSQL; the settings check is inside the event's INSERT) and one
+    commit; the Redis round trip that wakes a worker is left to the Waker
+    thread (tasks/queue.py). bench/ line 5 compares it with a bare PING +
+    INSERT + commit.
     """
     validate_event(event_type, payload, timestamp_utc)
-    if not wanted(event_type):
-        log.debug("event %s not wanted by the integration; dropped", event_type)
-        return None
-
     if timestamp_utc is None:
         timestamp_utc = int(time.time())
     is_test = bool(is_test)
@@ -89,15 +97,17 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
                     status=PENDING, due_at=now, created_at=now, attempt_count=0)
     if conn.dialect.name == "postgresql":
         # One statement, one round trip: the INSERT of the event feeds the delivery's.
-        conn.execute(_insert_both(), {**event, **{f"d_{k}": v for k, v in delivery.items()}})
+        written = conn.execute(_insert_both(), {**event, **{f"d_{k}": v for k, v in delivery.items()}}).rowcount
     else:
-        seq = conn.execute(_INSERT_EVENT, event).inserted_primary_key[0]
-        conn.execute(_INSERT_DELIVERY, {**delivery, "event_seq": seq})
+        seq = conn.execute(_insert_event(conn.dialect.name), event).scalar()
+        if written := seq is not None:
+            conn.execute(_INSERT_DELIVERY, {**delivery, "event_seq": seq})
+    if not written:
+        db.session.rollback()
+        log.debug("event %s not wanted by the integration; dropped", event_type)
+        return None
     db.session.commit()
-    try:
-        wake()
-    except Exception:
-        # The row is committed: a worker's periodic tick delivers it even
-        # when Redis is down, so the engine must not see an error here.
-        log.warning("could not wake a worker for %s; the periodic tick will", event_id, exc_info=True)
+    # The Waker thread does the Redis round trip; if it cannot, a worker's
+    # periodic tick delivers the committed row, so the engine never sees an error.
+    ring_soon()
     return event_id

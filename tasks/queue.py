@@ -14,11 +14,24 @@ Only one drain listens at a time. Under load it asks for helpers
 (``HELPER_FLAG``): drains for other workers that share the backlog and end
 as soon as it is gone, so an idle second worker never splits the stream
 into batches of one.
+
+Publishes do not wait for that round trip: :func:`ring_soon` hands it to
+the process's :class:`Waker` thread (the outbox row is already committed,
+and the worker's tick finds it even if the ring never happens).
 """
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
 
 import redis
 from flask import current_app
 from rq import Queue
+
+log = logging.getLogger(__name__)
 
 DRAIN_FLAG = "hookline:drain-queued"
 #: A listening drain refreshes the flag at least this often; a drain that
@@ -99,3 +112,103 @@ def jobs_waiting() -> int:
 def started_as_helper() -> None:
     """A drain starts: a later full batch may ask for another helper."""
     get_redis().delete(HELPER_FLAG)
+
+
+class Waker:
+    """One thread per app and process that calls :func:`wake` for publishes.
+
+    ``ring()`` only counts a request and returns, so the engine's publish
+    does not wait for Redis (~0.2-0.3 ms a round trip under load here). The
+    thread notes how many rings it has seen *before* it calls ``wake()``,
+    so every ring is followed by a ``wake()`` that started after it, that is
+    after the publish's commit. Rings close together share one ``wake()``:
+    at most one per GATHER_SECONDS. Measured in the bench with 2 workers,
+    this took the publishing loop from ~1,100 to ~1,500 events/s and its
+    CPU from ~600 to ~430 us per event (a wake() per publish, in the
+    publish or on this thread, cost the same). The thread ends after a few
+    idle seconds and the next ring starts a new one.
+    """
+
+    IDLE_SECONDS = 5.0
+    GATHER_SECONDS = 0.002
+
+    def __init__(self, app):
+        self.app = app
+        self.pid = os.getpid()  # a forked child builds its own (threads do not survive fork)
+        self._cond = threading.Condition()
+        self._rung = 0  # rings requested so far
+        self._served = 0  # rings that a finished wake() covered
+        self._thread = None
+        self._last = 0.0
+        _wakers.add(self)
+
+    def ring(self) -> None:
+        """Ask for a wake() soon, after the caller's commit; never blocks on Redis."""
+        with self._cond:
+            self._rung += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="hookline-waker", daemon=True)
+                self._thread.start()
+            else:
+                self._cond.notify()
+
+    def flush(self, timeout: float = 2.0) -> bool:
+        """Wait until every ring so far is served; False if ``timeout`` passed first."""
+        with self._cond:
+            target = self._rung
+            return self._cond.wait_for(lambda: self._served >= target, timeout)
+
+    def _run(self) -> None:
+        with self.app.app_context():
+            while True:
+                with self._cond:
+                    if not self._cond.wait_for(lambda: self._rung > self._served, self.IDLE_SECONDS):
+                        self._thread = None
+                        return
+                # Let rings gather for up to GATHER_SECONDS since the last
+                # wake(): under load the drain is busy anyway, and one
+                # wake() then serves every publish of those 2 ms. At low
+                # load the last wake() is long past and this does not wait.
+                time.sleep(max(0.0, self._last + self.GATHER_SECONDS - time.monotonic()))
+                with self._cond:
+                    target = self._rung
+                self._last = time.monotonic()
+                try:
+                    wake()
+                except Exception:
+                    # The rows are committed: a worker's tick delivers them
+                    # within seconds even while Redis is away.
+                    log.warning("could not wake a worker; the periodic tick will", exc_info=True)
+                with self._cond:
+                    self._served = target
+                    self._cond.notify_all()
+
+
+_wakers = weakref.WeakSet()
+
+
+def _get_waker() -> Waker:
+    app = current_app._get_current_object()
+    waker = app.extensions.get("hookline_waker")
+    if waker is None or waker.pid != os.getpid():
+        waker = app.extensions["hookline_waker"] = Waker(app)
+    return waker
+
+
+def ring_soon() -> None:
+    """Wake a drain from the Waker thread, without waiting (publish's hot path)."""
+    _get_waker().ring()
+
+
+def flush_rings(timeout: float = 2.0) -> bool:
+    """Wait for the current app's pending rings (tests, and scripts about to exit)."""
+    return _get_waker().flush(timeout)
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    # A short-lived process (``flask events publish``) must not exit with a
+    # ring still pending: that event would wait for a worker's tick.
+    for waker in list(_wakers):
+        if waker.pid == os.getpid():
+            waker.flush(2.0)

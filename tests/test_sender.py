@@ -343,10 +343,18 @@ def test_unresolvable_name_is_dns(sender):
     assert "nonexistent.invalid" in result.error_message
 
 
-def test_invalid_url_does_not_raise(sender):
-    result = sender.post("not a url", BODY, _signed()[1])
+@pytest.mark.parametrize("url", [
+    "not a url",
+    "example.com/hook",  # no scheme: not taken for http
+    "ftp://example.com/hook",
+    "http://",
+    "http://example.com:99999/hook",
+    "http://[::1/hook",
+])
+def test_invalid_url_does_not_raise(sender, url):
+    result = sender.post(url, BODY, _signed()[1])
     assert result.error_kind == "connection"
-    assert result.error_message.startswith("Invalid URL")
+    assert result.error_message == f"Invalid URL: {url}"
 
 
 def _answer_ok(conn):

@@ -51,7 +51,7 @@ def _insert_both():
     return insert(deliveries).from_select(
         ["event_seq", *_DELIVERY_COLUMNS],
         select(new_event.c.seq, *_values(deliveries, _DELIVERY_COLUMNS, prefix="d_")),
-    )
+    ).returning(deliveries.c.id)
 
 
 def envelope_body(event_type: str, timestamp_utc: int, payload: dict, is_test: bool) -> str:
@@ -97,7 +97,9 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
                     status=PENDING, due_at=now, created_at=now, attempt_count=0)
     if conn.dialect.name == "postgresql":
         # One statement, one round trip: the INSERT of the event feeds the delivery's.
-        written = conn.execute(_insert_both(), {**event, **{f"d_{k}": v for k, v in delivery.items()}}).rowcount
+        # (RETURNING, not rowcount: SQLAlchemy reports -1 for this statement.)
+        values = {**event, **{f"d_{k}": v for k, v in delivery.items()}}
+        written = conn.execute(_insert_both(), values).first() is not None
     else:
         seq = conn.execute(_insert_event(conn.dialect.name), event).scalar()
         if written := seq is not None:

@@ -51,15 +51,23 @@ class Receiver:
         self.failure = Reply(500, body=b"injected failure")
         self.rng = random.Random(0)
         self.failures_injected = 0
+        # How many requests were being answered at once, at most (side-by-side sending).
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, like real receivers
+            # TCP_NODELAY, as nginx and most servers set it: otherwise the body,
+            # written after the headers, waits ~40 ms for the client's delayed ACK.
+            disable_nagle_algorithm = True
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver._lock:
+                    receiver.in_flight += 1
+                    receiver.max_in_flight = max(receiver.max_in_flight, receiver.in_flight)
                     reply = receiver._next_reply()
                     # Recorded under the lock, so the list's order is the order
                     # in which the receiver answered.
@@ -74,6 +82,8 @@ class Receiver:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
+                with receiver._lock:
+                    receiver.in_flight -= 1
                 self.wfile.write(reply.body)
 
             do_GET = do_POST

@@ -1,0 +1,69 @@
+"""How a drain sends a batch, and how publishes wake it, seen from outside.
+
+A receiver that answers at once gets a batch one request at a time (threads
+would only add GIL hand-offs); one that makes the drain wait gets it side by
+side. Publishes close together share one wake-up; a short-lived publishing
+process wakes a worker before it exits.
+"""
+
+import json
+import subprocess
+import sys
+
+import redis
+from rq import Queue
+
+from events import example_envelope
+from tasks import publish_event
+from tasks.drain import drain
+from tasks.queue import BELL, flush_rings
+from tests.conftest import worker_env
+from tests.receiver import Reply
+
+
+def publish_calls(app, n):
+    """One call_initiated for each of ``n`` calls: a batch of ``n`` heads."""
+    with app.app_context():
+        for call_id in range(1, n + 1):
+            payload = dict(example_envelope("call_initiated")["payload"], call_id=call_id)
+            publish_event("call_initiated", payload)
+        flush_rings()
+
+
+def test_a_receiver_that_answers_at_once_gets_a_batch_one_by_one(app, integration, receiver):
+    publish_calls(app, 12)
+    with app.app_context():
+        drain()
+    assert len(receiver.wait_for(12)) == 12
+    assert receiver.max_in_flight == 1
+
+
+def test_a_receiver_that_makes_the_drain_wait_gets_the_batch_side_by_side(app, integration, receiver):
+    receiver.default = Reply(delay=0.05)
+    publish_calls(app, 12)
+    with app.app_context():
+        drain()
+    assert len(receiver.wait_for(12)) == 12
+    # Three slow answers alone, then the rest on the send threads.
+    assert receiver.max_in_flight > 1
+
+
+def test_publishes_close_together_share_one_wake_up(app, integration):
+    r = redis.Redis.from_url(app.config["REDIS_URL"])
+    r.config_resetstat()
+    publish_calls(app, 100)
+    rings = int(r.info("commandstats").get("cmdstat_lpush", {}).get("calls", 0))
+    assert 1 <= rings < 100
+    assert r.llen(BELL) == 1
+    assert Queue("hookline", connection=r).count == 1  # one drain job for the whole burst
+
+
+def test_a_publishing_process_wakes_a_worker_before_it_exits(app, integration):
+    payload = example_envelope("call_ended")["payload"]
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "events", "publish", "call_ended", "--payload",
+         json.dumps(payload)],
+        env=worker_env(app), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    r = redis.Redis.from_url(app.config["REDIS_URL"])
+    assert Queue("hookline", connection=r).count == 1

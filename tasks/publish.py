@@ -104,11 +104,13 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
         seq = conn.execute(_insert_event(conn.dialect.name), event).scalar()
         if written := seq is not None:
             conn.execute(_INSERT_DELIVERY, {**delivery, "event_seq": seq})
+    # Commit either way: it ends the write transaction the INSERT opened
+    # (SQLite holds its write lock until then), and keeps the caller's
+    # own changes (the API's token.last_used_at) that rode along.
+    db.session.commit()
     if not written:
-        db.session.rollback()
         log.debug("event %s not wanted by the integration; dropped", event_type)
         return None
-    db.session.commit()
     # The Waker thread does the Redis round trip; if it cannot, a worker's
     # periodic tick delivers the committed row, so the engine never sees an error.
     ring_soon()

@@ -57,6 +57,8 @@ def test_unwanted_event_says_so(client, token, app):
     assert response.status_code == 200
     assert response.json["id"] is None and "disabled" in response.json["reason"]
     assert counts(app) == (0, 0)
+    with app.app_context():
+        assert db.session.scalar(select(ApiToken)).last_used_at is not None  # the token was still used
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic abc", "Bearer "])

@@ -79,6 +79,8 @@ def run_database(ctx: scenarios.Context, args) -> dict:
     out: dict = {"hookline": {}, "config": {k: config[k] for k in sorted(config)
                                             if k.startswith("HOOKLINE_") and "SECRET" not in k}}
     m = args.events
+    say(f"[{ctx.database.kind}] one thread's commit ceiling: {m} × (PING + INSERT + commit)")
+    out["commit_ceiling"] = measured(scenarios.commit_ceiling, ctx, m)
     out["drain_only"] = {}
     for k in (1, 2):
         say(f"[{ctx.database.kind}] drain only: {m} events waiting, then {k} worker(s) start")

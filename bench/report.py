@@ -58,6 +58,14 @@ def build_lines(r: dict) -> list[Line]:
             lines.append(Line(f"3. Hookline, {k} worker(s), {data['events']} events{tag}", data["rate"],
                               "ev/s", ratio_c, ratio_n, "≥0.5× ceiling, ≥15× naive", met,
                               _rx(data), data.get("box_cores_busy"), _checks(data)))
+        if "commit_ceiling" in d:
+            data = d["commit_ceiling"]
+            k2 = d.get("hookline", {}).get("k2")
+            note = f"{data['ops']} × (PING + INSERT + commit), one thread, nothing else running"
+            if k2:
+                note += f"; line 3's publish loop with 2 workers: {k2['publish_rate'] / data['rate']:.2f}× this"
+            lines.append(Line(f"3c. one publishing thread's commit ceiling (diagnostic){tag}", data["rate"],
+                              "ops/s", box_busy=data.get("box_cores_busy"), note=note))
         for k, data in d.get("drain_only", {}).items():
             lines.append(Line(f"3b. drain only (diagnostic), {k} worker(s){tag}", data["rate"], "ev/s",
                               _ratio(data["rate"], ceiling.get(k)), _ratio(data["rate"], naive.get(k)),

@@ -321,6 +321,33 @@ def reference_table(ctx: Context) -> Table:
     return table
 
 
+def reference_op(ctx: Context, conn, table: Table) -> None:
+    """The reference: one Redis round trip + one database commit (PING, INSERT one row, commit)."""
+    ctx.redis.client.ping()
+    conn.execute(table.insert().values(note="reference"))
+    conn.commit()
+
+
+def commit_ceiling(ctx: Context, n: int) -> dict:
+    """How fast one thread can run the reference op back to back, with nothing else running.
+
+    Any outbox that makes each event durable before publish returns is bound
+    by this when one thread publishes (line 3's loop): a diagnostic beside
+    line 3, whose publishing loop is that one thread.
+    """
+    from models import db
+
+    table = reference_table(ctx)
+    with ctx.app.app_context(), db.engine.connect() as conn:
+        for _ in range(50):
+            reference_op(ctx, conn, table)
+        started = time.perf_counter()
+        for _ in range(n):
+            reference_op(ctx, conn, table)
+        seconds = time.perf_counter() - started
+    return {"rate": n / seconds, "ops": n, "seconds": seconds}
+
+
 def paced(ctx: Context, workers: Workers, path: str, rate: float, seconds: float) -> dict:
     """Publish at a steady ``rate`` for ``seconds``; time each publish and a reference op.
 
@@ -357,9 +384,7 @@ def paced(ctx: Context, workers: Workers, path: str, rate: float, seconds: float
 
             pause_until(t0 + (i + 0.5) / rate)
             t = time.perf_counter()
-            ctx.redis.client.ping()
-            conn.execute(table.insert().values(note="reference"))
-            conn.commit()
+            reference_op(ctx, conn, table)
             reference_s.append(time.perf_counter() - t)
     return {"path": path, "events": n, "rate": rate, "seconds": seconds,
             "started_at": started_at, "publish": summary_ms(publish_s),

@@ -86,27 +86,31 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     call_id = call_id_of(event_type, payload)
     event_id = new_event_id()
     now = utcnow()
-    # Event and Delivery in one transaction: both exist or neither does.
-    # On the session's connection: Core statements need none of the ORM's
-    # per-execute work, which cost as much as the INSERTs here.
-    conn = db.session.connection()
     event = dict(id=event_id, event_type=event_type, call_id=call_id, timestamp_utc=timestamp_utc,
                  is_test=is_test, body=envelope_body(event_type, timestamp_utc, payload, is_test),
                  created_at=now)
     delivery = dict(event_type=event_type, call_id=call_id, is_test=is_test,
                     status=PENDING, due_at=now, created_at=now, attempt_count=0)
-    if conn.dialect.name == "postgresql":
-        # One statement, one round trip: the INSERT of the event feeds the delivery's.
-        # (RETURNING, not rowcount: SQLAlchemy reports -1 for this statement.)
+    # Event and Delivery in one transaction: both exist or neither does.
+    # Core statements: they need none of the ORM's per-execute work, which
+    # cost as much as the INSERTs here.
+    if db.engine.dialect.name == "postgresql":
+        # One statement is its own transaction: in autocommit it costs one
+        # round trip instead of three (BEGIN, INSERT, COMMIT: 0.3 against
+        # 0.6 ms here). The INSERT of the event feeds the delivery's; RETURNING
+        # tells whether it was wanted (SQLAlchemy reports rowcount -1 for it).
         values = {**event, **{f"d_{k}": v for k, v in delivery.items()}}
-        written = conn.execute(_insert_both(), values).first() is not None
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            written = conn.execute(_insert_both(), values).first() is not None
     else:
+        conn = db.session.connection()
         seq = conn.execute(_insert_event(conn.dialect.name), event).scalar()
         if written := seq is not None:
             conn.execute(_INSERT_DELIVERY, {**delivery, "event_seq": seq})
     # Commit either way: it ends the write transaction the INSERT opened
     # (SQLite holds its write lock until then), and keeps the caller's
-    # own changes (the API's token.last_used_at) that rode along.
+    # own changes (the API's token.last_used_at); with none, on PostgreSQL,
+    # it costs nothing.
     db.session.commit()
     if not written:
         log.debug("event %s not wanted by the integration; dropped", event_type)

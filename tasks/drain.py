@@ -13,7 +13,6 @@ the order they were published whatever the number of workers.
 import collections
 import functools
 import logging
-import statistics
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -322,15 +321,18 @@ def _send_pool() -> ThreadPoolExecutor:
     return pool
 
 
-#: When the median of the last POSTs sent alone took less than this, they
-#: were mostly our own CPU rather than waiting for the receiver, and sending
-#: side by side on threads would only add GIL hand-offs (measured with a
-#: receiver on loopback: 450 us of CPU per delivery one by one, 800 us on
-#: 8 threads). Slower receivers (anything across the internet) get threads.
+#: A POST sent alone that took less than this was mostly our own CPU, not
+#: waiting for the receiver: sending side by side on threads would only add
+#: GIL hand-offs (measured with a receiver on loopback: 450 us of CPU per
+#: delivery one by one, 800 us on 8 threads). Receivers across a network
+#: take longer than this every time and get the threads.
 FAST_POST_MS = 2.0
-#: How many POSTs sent alone the median looks at: one slow outlier (a new
-#: connection, a pause) does not switch to threads, three in a row do.
+#: Threads only after this many slow POSTs in a row: on a busy box a fast
+#: receiver still has slow answers now and then (it waits for a CPU, and
+#: threads would make that worse), but never five in a row.
 LONE_WINDOW = 5
+#: ...unless one POST took this long: a hanging receiver gets the threads at once.
+HANGING_POST_MS = 1000.0
 #: While sending side by side, how often one POST goes alone to see whether
 #: the receiver has become fast again.
 PROBE_SECONDS = 1.0
@@ -353,8 +355,8 @@ class Drainer:
         self.next_probe = 0.0
 
     def receiver_is_slow(self) -> bool:
-        """Does the receiver make us wait? (the median of the last POSTs sent alone)"""
-        return statistics.median(self.lone_ms) >= FAST_POST_MS
+        """Does the receiver make us wait? (every one of the last POSTs sent alone did, or one hung)"""
+        return min(self.lone_ms) >= FAST_POST_MS or self.lone_ms[-1] >= HANGING_POST_MS
 
     def send_all(self, outgoing: list[Outgoing]) -> list:
         """Send a batch; return (start time, SendResult) per request, in order.

@@ -44,7 +44,7 @@ def test_a_receiver_that_makes_the_drain_wait_gets_the_batch_side_by_side(app, i
     with app.app_context():
         drain()
     assert len(receiver.wait_for(12)) == 12
-    # Three slow answers alone, then the rest on the send threads.
+    # Five slow answers alone, then the rest on the send threads.
     assert receiver.max_in_flight > 1
 
 
@@ -67,3 +67,12 @@ def test_a_publishing_process_wakes_a_worker_before_it_exits(app, integration):
     assert result.returncode == 0, result.stderr
     r = redis.Redis.from_url(app.config["REDIS_URL"])
     assert Queue("hookline", connection=r).count == 1
+
+
+def test_a_hanging_receiver_gets_the_rest_of_the_batch_side_by_side_at_once(app, integration, receiver):
+    receiver.default = Reply(delay=1.05)  # over a second: no need to see five of these
+    publish_calls(app, 4)
+    with app.app_context():
+        drain()
+    assert len(receiver.wait_for(4)) == 4
+    assert receiver.max_in_flight == 3  # one alone, then the other three together

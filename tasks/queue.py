@@ -123,7 +123,7 @@ class Waker:
     so every ring is followed by a ``wake()`` that started after it, that is
     after the publish's commit. Rings close together share one ``wake()``:
     at most one per GATHER_SECONDS. Measured in the bench with 2 workers,
-    this took the publishing loop from ~1,100 to ~1,500 events/s and its
+    this took the publishing loop from ~1,100 to ~1,450 events/s and its
     CPU from ~600 to ~430 us per event (a wake() per publish, in the
     publish or on this thread, cost the same). The thread ends after a few
     idle seconds and the next ring starts a new one.

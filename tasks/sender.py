@@ -582,7 +582,7 @@ def _timed_out(causes):
     )
 
 
-def is_http_url(url):
+def _is_http_url(url):
     """True for an absolute http(s) URL with a host and a valid port.
 
     Checked before sending: urllib3 would take ``example.com/hook`` for an
@@ -709,7 +709,7 @@ class Sender:
         """
         if isinstance(body, str):
             body = body.encode("utf-8")
-        if not is_http_url(url):
+        if not _is_http_url(url):
             return SendResult(ok=False, error_kind="connection", error_message=f"Invalid URL: {url}")
         headers = build_headers(self.user_agent, signature_headers, custom_headers)
         response, complete = None, False

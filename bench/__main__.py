@@ -23,6 +23,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="shorter run: 3×M instead of 10×M, 5 s paced phases, fewer naive jobs")
     p.add_argument("--events", "-m", type=int, default=2000, help="M, events per throughput run")
     p.add_argument("--calls", type=int, default=50, help="C, concurrent simulated calls")
+    p.add_argument("--publishers", type=int, default=8,
+                   help="P, publishing threads of the extra line-3 run (each owns a share of the calls)")
     p.add_argument("--scale", type=int, help="the scaling run publishes SCALE×M events (default 10, 3 with --quick)")
     p.add_argument("--rate", type=float, default=50, help="events/s of the latency and publish-cost runs")
     p.add_argument("--rows", type=int, default=1_000_000, help="deliveries in the database for the log page")
@@ -96,6 +98,10 @@ def run_database(ctx: scenarios.Context, args) -> dict:
     try:
         say(f"[{ctx.database.kind}] Hookline, 2 workers, {m} events")
         small = out["hookline"]["k2"] = {"workers": 2, **measured(scenarios.hookline, ctx, workers, 2, m)}
+        if args.publishers > 1:
+            say(f"[{ctx.database.kind}] Hookline, 2 workers, {m} events from {args.publishers} publishing threads")
+            out["hookline"]["k2_threads"] = {"workers": 2, **measured(
+                scenarios.hookline, ctx, workers, 2, m, "", args.publishers)}
         say(f"[{ctx.database.kind}] Hookline, 2 workers, {args.scale}×{m} events")
         large = measured(scenarios.hookline, ctx, workers, 2, args.scale * m)
         out["hookline"]["k2_scaled"] = {"workers": 2, **large}
@@ -174,7 +180,8 @@ def main(argv=None) -> int:
     meta = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(time.time() - started, 1),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "source": source_version(), "quick": args.quick, "events": args.events,
-            "calls": args.calls, "scale": args.scale, "rate": args.rate, "receivers": args.receivers,
+            "calls": args.calls, "publishers": args.publishers, "scale": args.scale, "rate": args.rate,
+            "receivers": args.receivers,
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
             "hookline_env": {k: v for k, v in os.environ.items() if k.startswith("HOOKLINE_")}}
     print(f"Hookline bench — {meta['when']}, {meta['machine']}, {meta['seconds']} s"

@@ -55,7 +55,9 @@ def build_lines(r: dict) -> list[Line]:
             met = None
             if ratio_c is not None and ratio_n is not None:
                 met = ratio_c >= 0.5 and ratio_n >= 15 and _complete(data)
-            lines.append(Line(f"3. Hookline, {k} worker(s), {data['events']} events{tag}", data["rate"],
+            threads = data.get("publishers", 1)
+            publishing = f", {threads} publishing threads" if threads > 1 else ""
+            lines.append(Line(f"3. Hookline, {k} worker(s), {data['events']} events{publishing}{tag}", data["rate"],
                               "ev/s", ratio_c, ratio_n, "≥0.5× ceiling, ≥15× naive", met,
                               _rx(data), data.get("box_cores_busy"), _checks(data)))
         if "commit_ceiling" in d:

@@ -233,18 +233,56 @@ def out_of_order(ids: list[str], events, arrivals) -> int:
     return late
 
 
-def hookline(ctx: Context, workers: Workers, k: int, m: int, tag: str = "") -> dict:
-    """M events across C calls, from the first publish until the receiver has them all."""
+def publish_concurrently(app, events: list[tuple[str, dict]], publishers: int) -> list[str]:
+    """Publish ``events`` from ``publishers`` threads, as an engine running many calls does.
+
+    Each call belongs to one thread (call ``i`` of the run to thread
+    ``i % publishers``), which publishes that call's events in their order;
+    the threads run side by side, like the call handlers of a telephony
+    engine. Returns the event ids, in the order of ``events``.
+    """
+    import threading
+
+    from events import call_id_of
     from tasks import publish_event
 
-    path = f"{ctx.prefix}/hookline-k{k}-m{m}{tag}"
+    owner: dict = {}
+    shares: list[list[int]] = [[] for _ in range(publishers)]
+    for index, (event_type, payload) in enumerate(events):
+        call = call_id_of(event_type, payload)
+        shares[owner.setdefault(call, len(owner) % publishers)].append(index)
+    ids: list = [None] * len(events)
+    failures: list = []
+
+    def publish_share(share):
+        try:
+            with app.app_context():
+                for index in share:
+                    ids[index] = publish_event(*events[index])
+        except Exception as exc:  # shown by the caller; a lost thread would just look slow
+            failures.append(exc)
+
+    threads = [threading.Thread(target=publish_share, args=(share,)) for share in shares if share]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return ids
+
+
+def hookline(ctx: Context, workers: Workers, k: int, m: int, tag: str = "",
+             publishers: int = 1) -> dict:
+    """M events across C calls published from P threads, until the receiver has them all."""
+    path = f"{ctx.prefix}/hookline-k{k}-m{m}-p{publishers}{tag}"
     point_integration(ctx, path)
     events = call_events(m, ctx.calls, ctx.next_calls(ctx.calls))
     with ctx.app.app_context():
         before, jobs = _last_delivery_id(), drain_jobs(ctx)
         rx_cpu, w_cpu = ctx.receiver.cpu(), workers.cpu()
         started = time.time()
-        ids = [publish_event(event_type, payload) for event_type, payload in events]
+        ids = publish_concurrently(ctx.app, events, publishers)
         published = time.time() - started
         arrivals = ctx.receiver.wait_for(path, m, timeout=max(60, m / 20))
         elapsed = max(at for at, _ in arrivals) - started
@@ -260,7 +298,8 @@ def hookline(ctx: Context, workers: Workers, k: int, m: int, tag: str = "") -> d
     received = [event_id for _, event_id in ctx.receiver.arrivals[path]]
     verified, sampled = verify_samples(ctx, path)
     return {
-        "rate": m / elapsed, "events": m, "calls": ctx.calls, "seconds": elapsed,
+        "rate": m / elapsed, "events": m, "calls": ctx.calls, "publishers": publishers,
+        "seconds": elapsed,
         "publish_seconds": published, "publish_rate": m / published,
         "received": len(received), "distinct": len(set(received)),
         "missing": len(set(ids) - set(received)), "duplicates": len(received) - len(set(received)),

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 import redis
 from flask import current_app
-from sqlalchemy import Integer, bindparam, insert, or_, select, text, update
+from sqlalchemy import Integer, any_, bindparam, func, insert, or_, select, text, update
 
 from models import db, utcnow
 from models.events import (
@@ -89,6 +89,23 @@ def _heads(dialect: str):
     ).columns(id=Integer)
 
 
+def _id_among(ids, dialect: str):
+    """``deliveries.id`` is one of the ids the SELECT ``ids`` returns, looked up by primary key.
+
+    PostgreSQL gets ``id = ANY(ARRAY(...))``: the ids are computed first and
+    each is one primary-key probe. Written as ``IN (...)``, once the table
+    had statistics (autovacuum's ANALYZE) the planner chose a hash join over
+    a sequential scan of every delivery, or a walk of the whole primary key
+    from the oldest delivered row: each claim then cost time in proportion
+    to the delivery log (a bench run after an ANALYZE stalled). SQLite
+    already probes the rowid for each id of an ``IN``.
+    """
+    column = _deliveries.c.id
+    if dialect == "postgresql":
+        return column == any_(func.ARRAY(ids.scalar_subquery()))
+    return column.in_(ids)
+
+
 def _claimable(dialect: str):
     """The ids a drain may lease at ``:now``, oldest first: due, unleased call heads.
 
@@ -105,12 +122,17 @@ def _claimable(dialect: str):
     return (
         select(d.id)
         .where(
-            d.id.in_(_heads(dialect)),
+            _id_among(_heads(dialect), dialect),
             d.due_at <= now,
             or_(d.lease_until.is_(None), d.lease_until < now),
         )
         .order_by(d.id)
     )
+
+
+def _of_event(column):
+    """A column of the claimed delivery's event, for the claim's RETURNING (no second SELECT)."""
+    return select(column).where(_events.c.seq == _deliveries.c.event_seq).scalar_subquery()
 
 
 @functools.cache
@@ -125,11 +147,12 @@ def _claim_statement(dialect: str):
     candidates = _claimable(dialect).limit(bindparam("limit")).with_for_update(skip_locked=True)
     return (
         update(_deliveries)
-        .where(d.id.in_(candidates.scalar_subquery()))
+        .where(_id_among(candidates, dialect))
         .where(is_open(d.status))
         .where(or_(d.lease_until.is_(None), d.lease_until < now))
         .values(lease_until=bindparam("lease"), claimed_by=bindparam("owner"))
-        .returning(d.id, d.event_seq, d.event_type, d.is_test, d.attempt_count, d.delivered_at)
+        .returning(d.id, d.event_type, d.is_test, d.attempt_count, d.delivered_at,
+                   _of_event(_events.c.id), _of_event(_events.c.body))
     )
 
 
@@ -155,11 +178,12 @@ class Claimed:
 def claim(owner: str, limit: int, lease_seconds: float) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries to ``owner``, oldest first.
 
-    One UPDATE ... RETURNING: on PostgreSQL the inner SELECT skips rows
-    another drain has locked; on SQLite writes are serialised anyway. The
-    outer WHERE repeats the state and lease tests so a row claimed or closed
-    meanwhile is skipped. Then one SELECT of the events' bytes. Core rows,
-    not ORM objects: loading and expiring 32 objects cost more than the SQL.
+    One UPDATE ... RETURNING, which also returns each event's id and bytes:
+    on PostgreSQL the inner SELECT skips rows another drain has locked; on
+    SQLite writes are serialised anyway. The outer WHERE repeats the state
+    and lease tests so a row claimed or closed meanwhile is skipped. Core
+    rows, not ORM objects: loading and expiring 32 objects cost more than
+    the SQL.
     """
     now = utcnow()
     rows = db.session.execute(
@@ -167,18 +191,7 @@ def claim(owner: str, limit: int, lease_seconds: float) -> list[Claimed]:
         dict(now=now, limit=limit, lease=now + timedelta(seconds=lease_seconds), owner=owner),
     ).all()
     db.session.commit()
-    if not rows:
-        return []
-    events = {seq: (event_id, body) for seq, event_id, body in db.session.execute(
-        select(_events.c.seq, _events.c.id, _events.c.body)
-        .where(_events.c.seq.in_([row.event_seq for row in rows]))
-    )}
-    claimed = [
-        Claimed(row.id, row.event_type, row.is_test, row.attempt_count, row.delivered_at,
-                *events[row.event_seq])
-        for row in rows
-    ]
-    return sorted(claimed, key=lambda delivery: delivery.id)
+    return sorted((Claimed(*row) for row in rows), key=lambda delivery: delivery.id)
 
 
 def has_due_work() -> bool:

@@ -10,6 +10,7 @@ import logging
 import time
 
 from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy.exc import DBAPIError
 
 from events import call_id_of, validate_event
 from models import db, utcnow
@@ -52,6 +53,38 @@ def _insert_both():
         ["event_seq", *_DELIVERY_COLUMNS],
         select(new_event.c.seq, *_values(deliveries, _DELIVERY_COLUMNS, prefix="d_")),
     ).returning(deliveries.c.id)
+
+
+@functools.cache
+def _insert_both_sql(dialect) -> str:
+    """:func:`_insert_both` as the driver's SQL text, compiled once; its parameters are named as its columns."""
+    return _insert_both().compile(dialect=dialect).string
+
+
+def _write_postgresql(values: dict) -> bool:
+    """Run publish's one statement in autocommit on a pooled psycopg connection; True if written.
+
+    The driver's connection directly: SQLAlchemy's execute around it (the
+    isolation level set and reset on every checkout, the result set-up) cost
+    ~100 us of the engine's CPU per publish, as much as the statement.
+    """
+    raw = db.engine.raw_connection()
+    try:
+        connection = raw.driver_connection
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(_insert_both_sql(db.engine.dialect), values)
+            written = cursor.fetchone() is not None
+        connection.autocommit = False
+    except BaseException as exc:
+        raw.invalidate()  # in an unknown state: the pool must not hand it out again
+        dbapi = db.engine.dialect.dbapi
+        if isinstance(exc, dbapi.Error):  # the SQLAlchemy error the rest of the app would raise
+            raise DBAPIError.instance(_insert_both_sql(db.engine.dialect), values, exc, dbapi.Error) from exc
+        raise
+    finally:
+        raw.close()
+    return written
 
 
 def envelope_body(event_type: str, timestamp_utc: int, payload: dict, is_test: bool) -> str:
@@ -101,9 +134,7 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
         # round trip instead of three (BEGIN, INSERT, COMMIT: 0.3 against
         # 0.6 ms here). The INSERT of the event feeds the delivery's; RETURNING
         # tells whether it was wanted (SQLAlchemy reports rowcount -1 for it).
-        values = {**event, **{f"d_{k}": v for k, v in delivery.items()}}
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            written = conn.execute(_insert_both(), values).first() is not None
+        written = _write_postgresql({**event, **{f"d_{k}": v for k, v in delivery.items()}})
     else:
         conn = db.session.connection()
         seq = conn.execute(_insert_event(conn.dialect.name), event).scalar()

@@ -23,7 +23,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="shorter run: 3×M instead of 10×M, 5 s paced phases, fewer naive jobs")
     p.add_argument("--events", "-m", type=int, default=2000, help="M, events per throughput run")
     p.add_argument("--calls", type=int, default=50, help="C, concurrent simulated calls")
-    p.add_argument("--publishers", type=int, default=8,
+    p.add_argument("--publishers", type=int, default=4,
                    help="P, publishing threads of the extra line-3 run (each owns a share of the calls)")
     p.add_argument("--scale", type=int, help="the scaling run publishes SCALE×M events (default 10, 3 with --quick)")
     p.add_argument("--rate", type=float, default=50, help="events/s of the latency and publish-cost runs")

@@ -110,8 +110,8 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     (on PostgreSQL one autocommit statement, one round trip); the settings
     check is inside the event's INSERT, and the Redis round trip that wakes
     a worker is left to the Waker thread (tasks/queue.py). bench/ line 5
-    compares it with a bare PING + INSERT + commit at 50 events/s: 1.3x
-    that on SQLite, 0.9x on PostgreSQL (this box). The session is committed
+    compares it with a bare PING + INSERT + commit at 50 events/s: ~1.5x
+    that on SQLite, ~0.9x on PostgreSQL (this box). The session is committed
     too, with any changes of the caller's.
     """
     validate_event(event_type, payload, timestamp_utc)

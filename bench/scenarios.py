@@ -12,6 +12,7 @@ import random
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -241,8 +242,6 @@ def publish_concurrently(app, events: list[tuple[str, dict]], publishers: int) -
     the threads run side by side, like the call handlers of a telephony
     engine. Returns the event ids, in the order of ``events``.
     """
-    import threading
-
     from events import call_id_of
     from tasks import publish_event
 

@@ -470,6 +470,70 @@ def test_keep_alive_reuses_one_connection(receiver, sender):
     assert receiver.seen[0].client_port == receiver.seen[1].client_port
 
 
+def _answer_then_hang_up(conn, server):
+    # A keep-alive reply (no "Connection: close"), then the receiver's idle
+    # timeout closes the socket behind the client's back.
+    _read_request(conn)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    time.sleep(0.2)
+
+
+def test_connection_closed_while_idle_is_not_reused(raw_servers, sender):
+    server = raw_servers(_answer_then_hang_up)
+    url = f"http://127.0.0.1:{server.port}/"
+    first = sender.post(url, BODY, _signed()[1])
+    time.sleep(0.5)  # the receiver has hung up by now
+    second = sender.post(url, BODY, _signed()[1])
+
+    assert first.ok and second.ok, second.error_message
+    assert server.connections == 2
+
+
+def test_connection_close_reply_is_not_reused(receiver, sender):
+    receiver.routes["/hook"] = (200, {"Connection": "close"}, b"bye")
+    first = sender.post(receiver.url(), BODY, _signed()[1])
+    second = sender.post(receiver.url(), BODY, _signed()[1])
+
+    assert first.ok and second.ok and second.response_body == "bye"
+    assert receiver.connections == 2
+
+
+def test_path_and_query_are_sent_percent_encoded(receiver, sender):
+    result = sender.post(receiver.url("/hooks/caf\u00e9 bar?token=a%2Fb&x=1#frag"), BODY, _signed()[1])
+
+    assert result.ok
+    assert receiver.seen[0].path == "/hooks/caf%C3%A9%20bar?token=a%2Fb&x=1"
+
+
+def test_repeated_reply_headers_are_joined(raw_servers, sender):
+    def script(conn, server):
+        _read_request(conn)
+        conn.sendall(b"HTTP/1.1 500 Oops\r\nX-Trace: a\r\nx-trace: b\r\n"
+                     b"Content-Length: 0\r\n\r\n")
+
+    server = raw_servers(script)
+    result = sender.post(f"http://127.0.0.1:{server.port}/", BODY, _signed()[1])
+
+    assert result.status_code == 500
+    assert result.response_headers["X-Trace"] == "a, b"
+
+
+def test_chunked_reply_is_read_and_the_connection_kept(raw_servers, sender):
+    def script(conn, server):
+        for _ in range(2):
+            _read_request(conn)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+
+    server = raw_servers(script)
+    url = f"http://127.0.0.1:{server.port}/"
+    first = sender.post(url, BODY, _signed()[1])
+    second = sender.post(url, BODY, _signed()[1])
+
+    assert first.response_body == "abcde" and second.response_body == "abcde"
+    assert server.connections == 1
+
+
 # -- TLS -----------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ so every figure below can be checked by hand.
 """
 
 import json
+import random
 from datetime import datetime, timedelta
 
 import pytest
@@ -100,6 +101,20 @@ def test_summary_figures(known_rows):
     # The latest attempt at or before now: the delivery of 10 minutes ago.
     assert s.last_hit_at == ago(minutes=10)
     assert s.last_hit_status == 200 and s.last_hit_ok is True
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 19, 20, 21, 41])
+def test_summary_percentiles_match_a_sort_in_python(app, count):
+    # The database reads p50 from the low end and p95 from the high end of
+    # the window; either way it must be the nearest-rank value, ties included.
+    rng = random.Random(count)
+    durations = [float(rng.choice([5, 7, 7, 12, 30, 31, 250])) + rng.randrange(3) for _ in range(count)]
+    with app.app_context():
+        add_delivery(ago(hours=1), "delivered", attempts=[
+            (ago(minutes=50 - i % 40, seconds=i), duration, 200) for i, duration in enumerate(durations)])
+        s = summary(NOW)
+    assert s.attempts_24h == count
+    assert (s.p50_ms, s.p95_ms) == (percentile(sorted(durations), 50), percentile(sorted(durations), 95))
 
 
 def test_summary_on_an_empty_database(app):

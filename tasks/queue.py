@@ -10,10 +10,11 @@ Two keys do the waking:
   drain that lingers after emptying the outbox hears the next event within
   a round trip instead of a new job being queued for it.
 
-Only one drain listens at a time. Under load it asks for helpers
-(``HELPER_FLAG``): drains for other workers that share the backlog and end
-as soon as it is gone, so an idle second worker never splits the stream
-into batches of one.
+Only one drain listens at a time. When it falls behind (a full batch
+whose oldest delivery has waited longer than ``drain.BEHIND_SECONDS``) it
+asks for a helper (``HELPER_FLAG``): a drain for another worker that shares
+the backlog and ends as soon as it is no longer behind, so a second worker
+never splits a stream that one drain keeps up with.
 
 Publishes do not wait for that round trip: :func:`ring_soon` hands it to
 the process's :class:`Waker` thread (the outbox row is already committed,

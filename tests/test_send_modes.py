@@ -3,17 +3,23 @@
 A receiver that answers at once gets a batch one request at a time (threads
 would only add GIL hand-offs); one that makes the drain wait gets it side by
 side. Publishes close together share one wake-up; a short-lived publishing
-process wakes a worker before it exits.
+process wakes a worker before it exits. A drain asks another worker for
+help only when it is behind.
 """
 
 import json
 import subprocess
 import sys
 
+from datetime import timedelta
+
 import redis
 from rq import Queue
+from sqlalchemy import update
 
 from events import example_envelope
+from models import db, utcnow
+from models.events import Delivery
 from tasks import publish_event
 from tasks.drain import drain
 from tasks.queue import BELL, flush_rings
@@ -67,6 +73,38 @@ def test_a_publishing_process_wakes_a_worker_before_it_exits(app, integration):
     assert result.returncode == 0, result.stderr
     r = redis.Redis.from_url(app.config["REDIS_URL"])
     assert Queue("hookline", connection=r).count == 1
+
+
+def _helpers_queued(app):
+    queue = Queue("hookline", connection=redis.Redis.from_url(app.config["REDIS_URL"]))
+    return sum(1 for job in queue.jobs if job.kwargs.get("helper"))
+
+
+def _due_since(app, seconds):
+    with app.app_context():
+        db.session.execute(update(Delivery).values(due_at=utcnow() - timedelta(seconds=seconds)))
+        db.session.commit()
+
+
+def test_a_full_batch_that_waited_asks_for_a_helper(app, integration, receiver):
+    calls = app.config["HOOKLINE_BATCH_SIZE"] + 8
+    publish_calls(app, calls)
+    _due_since(app, 1.0)  # published a second ago: this drain is behind
+    with app.app_context():
+        drain(linger=0)
+    assert len(receiver.wait_for(calls)) == calls
+    assert _helpers_queued(app) == 1
+
+
+def test_a_full_batch_that_did_not_wait_asks_for_no_helper(app, integration, receiver):
+    # One drain keeping up with a stream: a helper would only split its batches.
+    calls = app.config["HOOKLINE_BATCH_SIZE"] + 8
+    publish_calls(app, calls)
+    _due_since(app, 0.0)
+    with app.app_context():
+        drain(linger=0)
+    assert len(receiver.wait_for(calls)) == calls
+    assert _helpers_queued(app) == 0
 
 
 def test_a_hanging_receiver_gets_the_rest_of_the_batch_side_by_side_at_once(app, integration, receiver):

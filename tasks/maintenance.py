@@ -7,7 +7,7 @@ from flask import current_app
 from sqlalchemy import delete, select
 
 from models import db, utcnow
-from models.events import OPEN_STATES, Delivery, Event
+from models.events import OPEN_STATES, Attempt, Delivery, Event
 from tasks.queue import get_redis
 from tasks.stats import forget_hits
 
@@ -63,16 +63,26 @@ def run_if_due(app) -> None:
 
 
 def vacuum_outbox_if_due(app) -> None:
-    """PostgreSQL: VACUUM the deliveries table every HOOKLINE_VACUUM_SECONDS (one worker does it).
+    """PostgreSQL: VACUUM deliveries and attempts every HOOKLINE_VACUUM_SECONDS (one worker does it).
 
-    Why: every delivery is updated two or three times, and until a vacuum
-    the partial index on open rows keeps an entry for each old row version.
-    The claim reads that index, so without it each claim walks every dead
-    entry since the last vacuum (measured: 38,000 dead entries and 6.6 ms
-    per claim with nothing open, after 26,000 deliveries; autovacuum had
-    not yet come round). A plain VACUUM takes no lock that blocks the
-    workers or the engine, and on a table it visited seconds ago it reads
-    only the pages changed since.
+    Why deliveries: every delivery is updated two or three times, and until
+    a vacuum the partial index on open rows keeps an entry for each old row
+    version. The claim reads that index, so without it each claim walks
+    every dead entry since the last vacuum (measured: 38,000 dead entries
+    and 6.6 ms per claim with nothing open, after 26,000 deliveries;
+    autovacuum had not yet come round).
+
+    Why attempts: the log's stats read the last 24 h of attempts from an
+    index alone, but PostgreSQL reads the table too for every page not yet
+    marked all-visible, and only a vacuum marks them; autovacuum comes round
+    on an insert-only table after ~20% more rows. Measured with 73,000
+    attempts in the window: the stats' count 38 -> 12 ms, the log page 176
+    -> 129 ms. Attempts are only inserted (and pruned in bulk, which
+    autovacuum cleans up), so this vacuum skips index cleanup: ~1 ms when
+    there is little to do, against ~95 ms with it on a million rows.
+
+    A plain VACUUM takes no lock that blocks the workers or the engine, and
+    on a table it visited seconds ago it reads only the pages changed since.
     """
     interval = app.config["HOOKLINE_VACUUM_SECONDS"]
     if not interval:
@@ -85,3 +95,4 @@ def vacuum_outbox_if_due(app) -> None:
         # VACUUM cannot run inside a transaction block.
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql(f"VACUUM {Delivery.__tablename__}")
+            conn.exec_driver_sql(f"VACUUM (INDEX_CLEANUP OFF) {Attempt.__tablename__}")

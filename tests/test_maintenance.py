@@ -60,3 +60,29 @@ def test_outbox_vacuum_runs_once_per_interval_on_postgresql_only(app):
     with app.app_context():
         assert bool(redis_client.exists(VACUUM_LOCK)) == on_postgres
         assert count(Delivery) == 5
+
+
+def test_after_the_vacuum_the_stats_read_attempts_from_the_index_alone(app):
+    """PostgreSQL: the 24 h window's attempts come from the index, no table page read."""
+    import pytest
+    from sqlalchemy import text
+
+    from tasks.maintenance import VACUUM_LOCK, vacuum_outbox_if_due
+    from tasks.queue import get_redis
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("PostgreSQL only: SQLite has no visibility map")
+        for _ in range(200):
+            add("delivered", 0, attempts=3)
+        db.session.commit()
+        get_redis().delete(VACUUM_LOCK)
+    vacuum_outbox_if_due(app)
+    with app.app_context():
+        db.session.execute(text("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"))
+        plan = "\n".join(db.session.scalars(text(
+            "EXPLAIN (ANALYZE, COSTS OFF) SELECT count(*) FROM attempts"
+            " WHERE started_at > now() - interval '1 day'")))
+        db.session.rollback()
+    assert "Index Only Scan using ix_attempts_window" in plan, plan
+    assert "Heap Fetches: 0" in plan, plan

@@ -37,7 +37,6 @@ import re
 import select
 import socket
 import ssl
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -404,11 +403,13 @@ class _VettedHTTPSConnection(_VettedConnectionMixin, http.client.HTTPSConnection
 
 def _is_dropped(sock):
     """True if an idle kept-alive socket was closed by the peer (or has stray bytes)."""
+    # poll, not select: select() cannot watch a descriptor above 1023.
+    poller = select.poll()
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 class _ConnectionPool:
@@ -593,11 +594,15 @@ def _is_http_url(url):
     """True for an absolute http(s) URL with a host and a valid port.
 
     Checked before sending: ``example.com/hook`` must not be taken for an
-    http URL, and a malformed one must be described, not raised.
+    http URL, and a malformed one must be described, not raised.  A host
+    name with an empty label or one over 63 characters is malformed too:
+    resolving it raised UnicodeError from the IDNA codec.
     """
     try:
         parts = urlsplit(url)
         parts.port  # ValueError when out of range or not a number
+        if parts.hostname:
+            parts.hostname.encode("idna")  # UnicodeError is a ValueError
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -350,6 +350,8 @@ def test_unresolvable_name_is_dns(sender):
     "http://",
     "http://example.com:99999/hook",
     "http://[::1/hook",
+    "http://hooks..example.com/",  # an empty label
+    "http://" + "x" * 64 + ".example.com/",  # a label over 63 characters
 ])
 def test_invalid_url_does_not_raise(sender, url):
     result = sender.post(url, BODY, _signed()[1])

@@ -360,9 +360,12 @@ BEHIND_SECONDS = 0.1
 
 
 def is_behind(batch: list[Claimed]) -> bool:
-    """Has some delivery of ``batch`` been due for longer than BEHIND_SECONDS?"""
-    oldest = min((d.due_at for d in batch if d.due_at is not None), default=None)
-    return oldest is not None and (utcnow() - oldest).total_seconds() > BEHIND_SECONDS
+    """Has some delivery of a (non-empty) claimed ``batch`` been due for longer than BEHIND_SECONDS?
+
+    A claimed delivery always has a due time: the claim takes only those due by now.
+    """
+    oldest = min(d.due_at for d in batch)
+    return (utcnow() - oldest).total_seconds() > BEHIND_SECONDS
 
 
 class Drainer:

@@ -432,10 +432,9 @@ class _ConnectionPool:
         self._tls.minimum_version = ssl.TLSVersion.TLSv1_2
         self._tls.set_alpn_protocols(["http/1.1"])
 
-    def take(self, url, timeout):
-        """Return an idle connection to ``url``'s receiver, or a new one."""
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+    def take(self, parts, timeout):
+        """Return an idle connection to the receiver of ``parts`` (a split URL), or a new one."""
+        port = parts.port or _default_port(parts.scheme)
         key = (parts.scheme, parts.hostname, port)
         while True:
             with self._lock:
@@ -576,22 +575,26 @@ def _timed_out(causes):
     return any(isinstance(c, TimeoutError) for c in causes)  # socket.timeout too
 
 
-def _request_target(url):
-    """The path and query to put in the request line.
+def _request_target(parts):
+    """The path and query of ``parts`` (a split URL) to put in the request line.
 
     Characters a request line cannot carry (spaces, non-ASCII, control
     characters) are percent-encoded; existing %XX escapes are kept.  The
     fragment is never sent.
     """
-    parts = urlsplit(url)
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
     return quote(target, safe="!#$%&'()*+,/:;=?@[]~")
 
 
-def _is_http_url(url):
-    """True for an absolute http(s) URL with a host and a valid port.
+def _default_port(scheme):
+    """The port an http(s) URL without one means."""
+    return 443 if scheme == "https" else 80
+
+
+def _http_url_parts(url):
+    """``url`` split, if it is an absolute http(s) URL with a host and a valid port; else None.
 
     Checked before sending: ``example.com/hook`` must not be taken for an
     http URL, and a malformed one must be described, not raised.  A host
@@ -604,8 +607,8 @@ def _is_http_url(url):
         if parts.hostname:
             parts.hostname.encode("idna")  # UnicodeError is a ValueError
     except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+        return None
+    return parts if parts.scheme in ("http", "https") and parts.hostname else None
 
 
 def _authority(url):
@@ -617,7 +620,7 @@ def _authority(url):
         port = parts.port
     except ValueError:
         port = None
-    port = port or (443 if parts.scheme == "https" else 80)
+    port = port or _default_port(parts.scheme)
     return parts.hostname or "?", f"{host}:{port}"
 
 
@@ -718,17 +721,18 @@ class Sender:
         """
         if isinstance(body, str):
             body = body.encode("utf-8")
-        if not _is_http_url(url):
+        parts = _http_url_parts(url)
+        if parts is None:
             return SendResult(ok=False, error_kind="connection", error_message=f"Invalid URL: {url}")
         headers = build_headers(self.user_agent, signature_headers, custom_headers)
         conn, response, complete = None, None, False
         with _Exchange(self.deadline) as exchange:
             started = time.perf_counter()
             try:
-                conn = self._pool.take(url, self.deadline)
+                conn = self._pool.take(parts, self.deadline)
                 # One attempt per delivery (the outbox retries, on its own
                 # schedule); a 3xx is the receiver's answer, never followed.
-                conn.request("POST", _request_target(url), body, headers)
+                conn.request("POST", _request_target(parts), body, headers)
                 response = conn.getresponse()
                 data, complete = _read_capped(response)
                 error = None

@@ -13,6 +13,7 @@ import sys
 
 from datetime import timedelta
 
+import pytest
 import redis
 from rq import Queue
 from sqlalchemy import update
@@ -86,25 +87,17 @@ def _due_since(app, seconds):
         db.session.commit()
 
 
-def test_a_full_batch_that_waited_asks_for_a_helper(app, integration, receiver):
+@pytest.mark.parametrize("waited, helpers", [(1.0, 1), (0.0, 0)], ids=["behind", "keeping-up"])
+def test_a_full_batch_asks_for_a_helper_only_when_it_waited(app, integration, receiver, waited, helpers):
+    # Published a second ago, the drain is behind; a drain keeping up with a
+    # stream asks for no helper, which would only split its batches.
     calls = app.config["HOOKLINE_BATCH_SIZE"] + 8
     publish_calls(app, calls)
-    _due_since(app, 1.0)  # published a second ago: this drain is behind
+    _due_since(app, waited)
     with app.app_context():
         drain(linger=0)
     assert len(receiver.wait_for(calls)) == calls
-    assert _helpers_queued(app) == 1
-
-
-def test_a_full_batch_that_did_not_wait_asks_for_no_helper(app, integration, receiver):
-    # One drain keeping up with a stream: a helper would only split its batches.
-    calls = app.config["HOOKLINE_BATCH_SIZE"] + 8
-    publish_calls(app, calls)
-    _due_since(app, 0.0)
-    with app.app_context():
-        drain(linger=0)
-    assert len(receiver.wait_for(calls)) == calls
-    assert _helpers_queued(app) == 0
+    assert _helpers_queued(app) == helpers
 
 
 def test_a_hanging_receiver_gets_the_rest_of_the_batch_side_by_side_at_once(app, integration, receiver):

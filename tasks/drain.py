@@ -10,14 +10,12 @@ same call is still open (pending or retrying), so a call's events go out in
 the order they were published whatever the number of workers.
 """
 
-import collections
 import functools
 import logging
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import redis
 from flask import current_app
@@ -227,7 +225,7 @@ def _not_wanted_reason(settings, delivery: Claimed) -> str | None:
 
 @dataclass
 class Outgoing:
-    """One request ready to send: everything the sending thread needs."""
+    """One request ready to send: the delivery, and the exact request for it."""
 
     delivery: Claimed
     url: str
@@ -244,10 +242,9 @@ def prepare(delivery: Claimed, settings) -> Outgoing:
     return Outgoing(delivery, settings.url, body, signed, custom)
 
 
-def send(sender: Sender, out: Outgoing):
-    """POST one prepared request; returns (start time, SendResult). Thread-safe."""
-    started = utcnow()
-    return started, sender.post(out.url, out.body, out.signed, out.custom)
+def _naive_utc(timestamp: float) -> datetime:
+    """A ``time.time()`` value as the naive UTC datetime the models store (see models.utcnow)."""
+    return datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None)
 
 
 def record(out: Outgoing, started, result, settings, schedule) -> tuple[dict, dict]:
@@ -324,31 +321,6 @@ def _redis(action, default=None):
         return default
 
 
-def _send_pool() -> ThreadPoolExecutor:
-    """The process's threads for sending a batch's deliveries side by side."""
-    pool = current_app.extensions.get("hookline_send_pool")
-    if pool is None:
-        size = current_app.config["HOOKLINE_SEND_CONCURRENCY"]
-        pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="hookline-send")
-        current_app.extensions["hookline_send_pool"] = pool
-    return pool
-
-
-#: A POST sent alone that took less than this was mostly our own CPU, not
-#: waiting for the receiver: sending side by side on threads would only add
-#: GIL hand-offs (measured with a receiver on loopback: 450 us of CPU per
-#: delivery one by one, 800 us on 8 threads). Receivers across a network
-#: take longer than this every time and get the threads.
-FAST_POST_MS = 2.0
-#: Threads only after this many slow POSTs in a row: on a busy box a fast
-#: receiver still has slow answers now and then (it waits for a CPU, and
-#: threads would make that worse), but never five in a row.
-LONE_WINDOW = 5
-#: ...unless one POST took this long: a hanging receiver gets the threads at once.
-HANGING_POST_MS = 1000.0
-#: While sending side by side, how often one POST goes alone to see whether
-#: the receiver has become fast again.
-PROBE_SECONDS = 1.0
 #: A drain is behind when the oldest delivery of its batch has been due for
 #: longer than this. Keeping up, a batch's deliveries have waited one batch
 #: at most (~20 ms for 32 here); only a drain that is behind asks for a
@@ -381,34 +353,24 @@ class Drainer:
                          rounds * config["HOOKLINE_DELIVERY_TIMEOUT"] + 5)
         self.schedule = config["HOOKLINE_RETRY_SCHEDULE"]
         self.sender = get_sender()
-        self.lone_ms = collections.deque([0.0] * LONE_WINDOW, maxlen=LONE_WINDOW)
-        self.next_probe = 0.0
+        self.concurrency = concurrency
         # The next batch, claimed in the transaction that recorded the last one.
         self.ahead: list[Claimed] | None = None
         self.behind = False  # did the last batch show a backlog?
 
-    def receiver_is_slow(self) -> bool:
-        """Does the receiver make us wait? (every one of the last POSTs sent alone did, or one hung)"""
-        return min(self.lone_ms) >= FAST_POST_MS or self.lone_ms[-1] >= HANGING_POST_MS
-
     def send_all(self, outgoing: list[Outgoing]) -> list:
         """Send a batch; return (start time, SendResult) per request, in order.
 
-        One by one while the receiver answers fast; side by side on the send
-        threads once it makes us wait (a slow or hanging receiver), with one
-        POST alone every PROBE_SECONDS to notice when it is fast again.
+        Side by side: up to HOOKLINE_SEND_CONCURRENCY requests in flight at
+        once from this thread (Sender.post_many), so the receiver works on
+        one while we read another, a slow receiver's waits overlap, and a
+        hanging one costs a deadline per HOOKLINE_SEND_CONCURRENCY requests.
+        Every request of a batch is the head of a different call, so this
+        never reorders a call's events.
         """
-        results, pending = [], list(outgoing)
-        probe = time.monotonic() >= self.next_probe
-        while pending and (probe or not self.receiver_is_slow()):
-            started, result = send(self.sender, pending.pop(0))
-            results.append((started, result))
-            self.lone_ms.append(result.duration_ms)
-            if probe:
-                self.next_probe, probe = time.monotonic() + PROBE_SECONDS, False
-        if pending:
-            results += _send_pool().map(lambda out: send(self.sender, out), pending)
-        return results
+        results = self.sender.post_many(
+            [(out.url, out.body, out.signed, out.custom) for out in outgoing], window=self.concurrency)
+        return [(_naive_utc(result.started_at), result) for result in results]
 
     def run_batch(self, claim_next: bool = True) -> int | None:
         """Claim, send and record one batch; return how many were claimed (None: nothing due).
@@ -474,7 +436,7 @@ def drain(linger: float | None = None, helper: bool = False) -> int:
     Adaptive: at low load a claim finds one delivery and sends it at once;
     under load a claim takes up to HOOKLINE_BATCH_SIZE (each the head of a
     different call, so order is kept), sends them over kept-alive connections
-    (side by side when the receiver makes us wait, see Drainer.send_all), and
+    (side by side, see Drainer.send_all), and
     records the whole batch in one transaction.
 
     The listening drain (the one a publish queued) does not end when nothing

@@ -1,8 +1,8 @@
 """How a drain sends a batch, and how publishes wake it, seen from outside.
 
-A receiver that answers at once gets a batch one request at a time (threads
-would only add GIL hand-offs); one that makes the drain wait gets it side by
-side. Publishes close together share one wake-up; a short-lived publishing
+A drain sends a batch side by side, up to HOOKLINE_SEND_CONCURRENCY
+requests in flight, so a receiver that makes it wait costs one wait per
+window, not one per request. Publishes close together share one wake-up; a short-lived publishing
 process wakes a worker before it exits. A drain asks another worker for
 help only when it is behind.
 """
@@ -37,22 +37,14 @@ def publish_calls(app, n):
         flush_rings()
 
 
-def test_a_receiver_that_answers_at_once_gets_a_batch_one_by_one(app, integration, receiver):
-    publish_calls(app, 12)
-    with app.app_context():
-        drain()
-    assert len(receiver.wait_for(12)) == 12
-    assert receiver.max_in_flight == 1
-
-
-def test_a_receiver_that_makes_the_drain_wait_gets_the_batch_side_by_side(app, integration, receiver):
+def test_a_batch_goes_out_side_by_side_up_to_the_send_concurrency(app, integration, receiver):
     receiver.default = Reply(delay=0.05)
-    publish_calls(app, 12)
+    window = app.config["HOOKLINE_SEND_CONCURRENCY"]
+    publish_calls(app, window + 4)
     with app.app_context():
         drain()
-    assert len(receiver.wait_for(12)) == 12
-    # Five slow answers alone, then the rest on the send threads.
-    assert receiver.max_in_flight > 1
+    assert len(receiver.wait_for(window + 4)) == window + 4
+    assert receiver.max_in_flight == window
 
 
 def test_publishes_close_together_share_one_wake_up(app, integration):
@@ -100,10 +92,11 @@ def test_a_full_batch_asks_for_a_helper_only_when_it_waited(app, integration, re
     assert _helpers_queued(app) == helpers
 
 
-def test_a_hanging_receiver_gets_the_rest_of_the_batch_side_by_side_at_once(app, integration, receiver):
-    receiver.default = Reply(delay=1.05)  # over a second: no need to see five of these
+def test_a_hanging_receiver_gets_the_whole_batch_at_once(app, integration, receiver):
+    receiver.default = Reply(delay=1.05)
     publish_calls(app, 4)
     with app.app_context():
         drain()
-    assert len(receiver.wait_for(4)) == 4
-    assert receiver.max_in_flight == 3  # one alone, then the other three together
+    requests = receiver.wait_for(4)
+    assert len(requests) == 4 and all(r.ok for r in requests)
+    assert receiver.max_in_flight == 4  # not one after another: four deadlines' worth

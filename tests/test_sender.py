@@ -9,6 +9,7 @@ import socket
 import ssl
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         seen = Seen(self.path, list(self.headers.items()), body, self.client_address[1])
         self.server.seen.append(seen)
+        time.sleep(self.server.delays.get(self.path, 0))
         status, headers, reply = self.server.routes.get(self.path, (200, {}, b"thanks"))
         self.send_response(status)
         for name, value in headers.items():
@@ -77,6 +79,7 @@ class Receiver(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.seen = []
         self.routes = {}
+        self.delays = {}  # path -> seconds to wait before answering
         self.connections = 0
 
     def process_request(self, request, client_address):
@@ -86,6 +89,11 @@ class Receiver(ThreadingHTTPServer):
     @property
     def port(self):
         return self.server_address[1]
+
+    def handle_error(self, request, client_address):
+        # A sender that gave up at its deadline hangs up before the answer: normal here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def url(self, path="/hook", host="127.0.0.1"):
         return f"http://{host}:{self.port}{path}"
@@ -461,6 +469,42 @@ def test_loopback_in_disguise_is_refused(receiver, host):
 
     assert result.error_kind == "address_not_allowed"
     assert receiver.connections == 0
+
+
+# -- several requests in flight (post_many) ------------------------------------
+
+
+def test_post_many_answers_in_order_and_a_slow_answer_holds_back_no_other(receiver, sender):
+    receiver.delays["/slow"] = 0.5
+    receiver.routes["/fail"] = (500, {}, b"nope")
+    requests = [(receiver.url(path), BODY, _signed()[1], ()) for path in ("/slow", "/a", "/fail", "/b")]
+    requests.insert(2, ("not a url", BODY, _signed()[1], ()))
+
+    results = sender.post_many(requests, window=8)
+    again = sender.post_many(requests[1:2] * 3, window=8)
+
+    assert [r.status_code for r in results] == [200, 200, None, 500, 200]
+    assert [r.response_body for r in results] == ["thanks", "thanks", "", "nope", "thanks"]
+    assert results[2].error_message == "Invalid URL: not a url"
+    assert results[3].error_message == "HTTP 500 from receiver"
+    # Each answer was read as it came, not behind the slow one.
+    assert results[0].duration_ms >= 500
+    assert all(r.duration_ms < 400 for r in (results[1], results[3], results[4]))
+    # Four requests in flight on four connections, kept alive for the next batch.
+    assert receiver.connections == 4
+    assert all(r.ok for r in again) and receiver.connections == 4
+
+
+def test_post_many_to_a_hanging_receiver_costs_one_deadline_per_window(receiver):
+    receiver.delays["/hang"] = 1.5
+    with Sender(allowed_networks=parse_networks(LOOPBACK), deadline=0.5) as sender:
+        started = time.monotonic()
+        results = sender.post_many([(receiver.url("/hang"), BODY, _signed()[1], ())] * 6, window=3)
+        elapsed = time.monotonic() - started
+
+    assert [r.error_kind for r in results] == ["timeout"] * 6
+    assert all(r.error_message == "Timed out after 0.5 s" for r in results)
+    assert elapsed < 2.0  # two windows of 0.5 s; one by one it would be 3 s
 
 
 def test_keep_alive_reuses_one_connection(receiver, sender):

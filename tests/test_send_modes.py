@@ -10,6 +10,8 @@ help only when it is behind.
 import json
 import subprocess
 import sys
+import threading
+import time
 
 from datetime import timedelta
 
@@ -20,10 +22,10 @@ from sqlalchemy import update
 
 from events import example_envelope
 from models import db, utcnow
-from models.events import Delivery
+from models.events import PENDING, Delivery
 from tasks import publish_event
 from tasks.drain import drain
-from tasks.queue import BELL, flush_rings
+from tasks.queue import BELL, DRAIN_FLAG, DRAIN_FLAG_TTL, flush_rings
 from tests.conftest import worker_env
 from tests.receiver import Reply
 
@@ -100,3 +102,45 @@ def test_a_hanging_receiver_gets_the_whole_batch_at_once(app, integration, recei
     requests = receiver.wait_for(4)
     assert len(requests) == 4 and all(r.ok for r in requests)
     assert receiver.max_in_flight == 4  # not one after another: four deadlines' worth
+
+
+def test_a_helper_stops_at_its_first_batch_that_is_not_full(app, integration, receiver):
+    # Ten calls with three events each, published a second ago: old enough,
+    # but ten heads are not a full batch, so there is no backlog to share.
+    # The helper sends its batch and the one it claimed ahead, then stops.
+    with app.app_context():
+        for event_type in ("call_initiated", "call_ringing", "call_answered"):
+            for call_id in range(1, 11):
+                publish_event(event_type, dict(example_envelope(event_type)["payload"], call_id=call_id))
+        flush_rings()
+    _due_since(app, 1.0)
+    with app.app_context():
+        assert drain(helper=True) == 20
+    assert len(receiver.wait_for(20)) == 20
+    with app.app_context():
+        assert db.session.query(Delivery).filter(Delivery.status == PENDING).count() == 10
+
+
+def test_a_busy_drain_keeps_saying_it_listens(app, integration, receiver):
+    # Busy for longer than the flag's TTL, never idle: had the flag expired,
+    # the next publish would queue a second listening drain, and the two
+    # would split the stream.
+    receiver.default = Reply(delay=0.25)
+    with app.app_context():
+        for _ in range(int(DRAIN_FLAG_TTL / 0.25) + 4):  # one call: one request at a time
+            publish_event("transcript", dict(example_envelope("transcript")["payload"], call_id=7))
+        flush_rings()
+    flags = []
+
+    def drain_in_thread():
+        with app.app_context():
+            drain(linger=0)
+
+    draining = threading.Thread(target=drain_in_thread)
+    draining.start()
+    r = redis.Redis.from_url(app.config["REDIS_URL"])
+    for _ in range(int(DRAIN_FLAG_TTL) + 1):
+        time.sleep(1)
+        flags.append(bool(r.exists(DRAIN_FLAG)))
+    draining.join()
+    assert flags == [True] * len(flags)

@@ -443,9 +443,9 @@ def drain(linger: float | None = None, helper: bool = False) -> int:
 
     Adaptive: at low load a claim finds one delivery and sends it at once;
     under load a claim takes up to HOOKLINE_BATCH_SIZE (each the head of a
-    different call, so order is kept), sends them over kept-alive connections
-    (side by side, see Drainer.send_all), and
-    records the whole batch in one transaction.
+    different call, so order is kept), sends them side by side over kept-alive
+    connections (see Drainer.send_all), and records the whole batch in one
+    transaction.
 
     The listening drain (the one a publish queued) does not end when nothing
     is due: for up to HOOKLINE_DRAIN_LINGER seconds it waits on the Redis

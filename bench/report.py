@@ -116,7 +116,9 @@ def build_lines(r: dict) -> list[Line]:
             lines.append(Line(f"6. scaling: time({s['factor']}×M) / time(M), 2 workers{tag}",
                               s["time_ratio"], "×", target=f"≤{allowed:g}",
                               met=s["time_ratio"] <= allowed,
-                              note=f"{s['small_seconds']:.2f} s → {s['large_seconds']:.2f} s"))
+                              note=f"{s['small_seconds']:.2f} s → {s['large_seconds']:.2f} s"
+                                   + (" (time(M): median of " + ", ".join(f"{t:.2f}" for t in s["small_runs"]) + " s)"
+                                      if "small_runs" in s else "")))
         if "log_page" in d:
             page = d["log_page"]
             figure = f"7. log page, {page['deliveries']:,} deliveries{tag}"

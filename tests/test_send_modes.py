@@ -2,9 +2,10 @@
 
 A drain sends a batch side by side, up to HOOKLINE_SEND_CONCURRENCY
 requests in flight, so a receiver that makes it wait costs one wait per
-window, not one per request. Publishes close together share one wake-up; a short-lived publishing
-process wakes a worker before it exits. A drain asks another worker for
-help only when it is behind.
+window, not one per request. Publishes close together share one wake-up;
+a short-lived publishing process wakes a worker before it exits. A drain
+asks another worker for help only when it is behind, and a busy drain
+keeps saying it listens.
 """
 
 import json

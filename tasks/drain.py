@@ -337,11 +337,13 @@ def _redis(action, default=None):
 BEHIND_SECONDS = 0.1
 
 
-def is_behind(batch: list[Claimed]) -> bool:
-    """Has some delivery of a (non-empty) claimed ``batch`` been due for longer than BEHIND_SECONDS?
+def is_behind(batch: list[Claimed], batch_size: int) -> bool:
+    """Is a claimed ``batch`` full, with some delivery due for longer than BEHIND_SECONDS?
 
     A claimed delivery always has a due time: the claim takes only those due by now.
     """
+    if len(batch) < batch_size:
+        return False
     oldest = min(d.due_at for d in batch)
     return (utcnow() - oldest).total_seconds() > BEHIND_SECONDS
 
@@ -390,9 +392,8 @@ class Drainer:
             db.session.commit()
         if not batch:
             return None
-        # A backlog: a full batch whose oldest delivery has waited. Let
-        # another worker help while this one sends.
-        self.behind = len(batch) == self.batch_size and is_behind(batch)
+        # A backlog: let another worker help while this one sends.
+        self.behind = is_behind(batch, self.batch_size)
         if self.behind:
             _redis(ask_for_help)
         # Read at send time: the claim's commit expired the session's copy,

@@ -230,7 +230,7 @@ def _get_watchdog():
 
 
 class _Exchange:
-    """The deadline of one post(): which sockets to cut and whether we did."""
+    """The deadline of one request: which sockets to cut and whether we did."""
 
     def __init__(self, seconds):
         self.seconds = seconds
@@ -762,12 +762,14 @@ class Sender:
             while waiting and len(in_flight) < window:
                 index, request = waiting.popleft()
                 flight = self._begin(*request)
-                if isinstance(flight, SendResult) or flight.error is not None:
-                    results[index] = flight if isinstance(flight, SendResult) else self._end(flight)
-                    continue
-                descriptor = flight.conn.sock.fileno()
-                in_flight[descriptor] = (index, flight)
-                poller.register(descriptor, select.POLLIN)
+                if isinstance(flight, SendResult):  # an invalid URL
+                    results[index] = flight
+                elif flight.error is not None:  # could not even send it
+                    results[index] = self._end(flight)
+                else:
+                    descriptor = flight.conn.sock.fileno()
+                    in_flight[descriptor] = (index, flight)
+                    poller.register(descriptor, select.POLLIN)
             if not in_flight:
                 continue
             # The watchdog cuts an exchange at its deadline, which makes its

@@ -337,6 +337,28 @@ def _redis(action, default=None):
 BEHIND_SECONDS = 0.1
 
 
+#: A drain in the middle of a stream (a batch of several deliveries, not
+#: full, each published moments ago) lets the batch last at least this long
+#: before it claims the next, so that one gathers what arrives meanwhile.
+#: Claimed straight away, the next batch held the few events published while
+#: this one was sent (~7 at 1,600 ev/s), and every batch pays the same
+#: settings read, claim and commit whatever its size: on PostgreSQL, with one
+#: publishing thread, the box's CPU per event fell 1.05-1.08 -> 0.86-0.91 ms
+#: and the end-to-end rate rose 5-10% (interleaved A/B runs). A single event
+#: (low load) or a full batch (a backlog) goes on at once, and so does a
+#: batch holding an older delivery (a call's queued events, a retry): waiting
+#: would only slow a backlog down, since each call moves one event per batch.
+GATHER_SECONDS = 0.010
+
+
+def is_streaming(batch: list[Claimed], batch_size: int) -> bool:
+    """Is ``batch`` part of a live stream: several deliveries, not full, all due for under 2 x GATHER_SECONDS?"""
+    if not 1 < len(batch) < batch_size:
+        return False
+    oldest = min(d.due_at for d in batch)
+    return (utcnow() - oldest).total_seconds() < 2 * GATHER_SECONDS
+
+
 def is_behind(batch: list[Claimed], batch_size: int) -> bool:
     """Is a claimed ``batch`` full, with some delivery due for longer than BEHIND_SECONDS?
 
@@ -387,6 +409,7 @@ class Drainer:
         that records this one (see below); the next run_batch() sends it.
         """
         batch, self.ahead = self.ahead, None
+        began = time.monotonic()
         if batch is None:
             batch = claim(self.owner, self.batch_size, self.lease)
             db.session.commit()
@@ -396,6 +419,7 @@ class Drainer:
         self.behind = is_behind(batch, self.batch_size)
         if self.behind:
             _redis(ask_for_help)
+        streaming = claim_next and is_streaming(batch, self.batch_size)
         # Read at send time: the claim's commit expired the session's copy,
         # so this is a fresh SELECT (no refresh needed).
         settings = get_settings()
@@ -403,6 +427,9 @@ class Drainer:
         cancel(reasons)
         outgoing = [prepare(d, settings) for d in batch if d.id not in reasons]
         results = self.send_all(outgoing)
+        if streaming:
+            # Sent already: only the next claim waits, for more of the stream.
+            time.sleep(max(0.0, began + GATHER_SECONDS - time.monotonic()))
         write([record(out, started, result, settings, self.schedule)
                for out, (started, result) in zip(outgoing, results)], settings)
         # Claim the next batch before committing this one's records: one

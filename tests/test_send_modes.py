@@ -5,7 +5,8 @@ requests in flight, so a receiver that makes it wait costs one wait per
 window, not one per request. Publishes close together share one wake-up;
 a short-lived publishing process wakes a worker before it exits. A drain
 asks another worker for help only when it is behind, and a busy drain
-keeps saying it listens.
+keeps saying it listens. In a live stream a drain lets each batch gather
+for a moment; a lone event or a backlog goes on at once.
 """
 
 import json
@@ -25,7 +26,8 @@ from events import example_envelope
 from models import db, utcnow
 from models.events import PENDING, Delivery
 from tasks import publish_event
-from tasks.drain import drain
+from tasks import drain as drain_module
+from tasks.drain import Claimed, drain, is_streaming
 from tasks.queue import BELL, DRAIN_FLAG, DRAIN_FLAG_TTL, flush_rings
 from tests.conftest import worker_env
 from tests.receiver import Reply
@@ -93,6 +95,37 @@ def test_a_full_batch_asks_for_a_helper_only_when_it_waited(app, integration, re
         drain(linger=0)
     assert len(receiver.wait_for(calls)) == calls
     assert _helpers_queued(app) == helpers
+
+
+def test_a_batch_from_a_live_stream_lets_the_next_claim_gather(app, integration, receiver, monkeypatch):
+    # Three calls, two events each, just published: the first batch (three
+    # heads, not full, all fresh) is a stream, so the drain lets it last
+    # GATHER_SECONDS before claiming the second events. Widened here so the
+    # test does not hang on the box's speed.
+    monkeypatch.setattr(drain_module, "GATHER_SECONDS", 0.5)
+    with app.app_context():
+        for event_type in ("call_initiated", "call_ringing"):
+            for call_id in (1, 2, 3):
+                publish_event(event_type, dict(example_envelope(event_type)["payload"], call_id=call_id))
+        flush_rings()
+        drain(linger=0)
+    requests = receiver.wait_for(6)
+    first, second = sorted(r.at for r in requests[:3]), sorted(r.at for r in requests[3:])
+    assert [json.loads(r.body)["event_type"] for r in requests] == ["call_initiated"] * 3 + ["call_ringing"] * 3
+    assert second[0] - first[0] >= 0.45
+
+
+def test_a_lone_event_or_a_backlog_is_never_held_back(app, integration, receiver):
+    def batch(ages):
+        now = utcnow()
+        return [Claimed(i, "call_initiated", False, 0, None, due_at=now - timedelta(seconds=age))
+                for i, age in enumerate(ages)]
+
+    size = app.config["HOOKLINE_BATCH_SIZE"]
+    assert is_streaming(batch([0, 0, 0]), size)
+    assert not is_streaming(batch([0]), size)  # low load: latency first
+    assert not is_streaming(batch([0] * size), size)  # full: more is waiting already
+    assert not is_streaming(batch([0, 0, 1.0]), size)  # a queued or retried event: a backlog
 
 
 def test_a_hanging_receiver_gets_the_whole_batch_at_once(app, integration, receiver):

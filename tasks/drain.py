@@ -473,7 +473,8 @@ def drain(linger: float | None = None, helper: bool = False) -> int:
     under load a claim takes up to HOOKLINE_BATCH_SIZE (each the head of a
     different call, so order is kept), sends them side by side over kept-alive
     connections (see Drainer.send_all), and records the whole batch in one
-    transaction.
+    transaction; in a live stream it lets each batch gather for
+    GATHER_SECONDS before the next claim.
 
     The listening drain (the one a publish queued) does not end when nothing
     is due: for up to HOOKLINE_DRAIN_LINGER seconds it waits on the Redis

@@ -20,7 +20,7 @@ from models.events import Attempt, Delivery, Event
 from models.settings import get_settings
 from tasks import publish_event
 from tasks.queue import flush_rings
-from tests.receiver import Reply
+from tests.receiver import Receiver, Reply
 
 
 def publish(app, event_type, payload=None, **kwargs):
@@ -238,3 +238,32 @@ def test_disabling_cancels_what_is_pending_visibly(app, integration, receiver):
     assert delivery.status == "cancelled"
     assert "disabled" in delivery.last_error
     assert receiver.requests == []
+
+
+def test_a_running_drain_sends_with_the_settings_saved_between_its_batches(app, integration, receiver):
+    # A listening drain lives for minutes and keeps the settings it read;
+    # a save (here: a new URL, header and secret) must reach its next batch.
+    from tasks.drain import Drainer
+    from tasks.signing import generate_secret
+
+    other = Receiver()
+    try:
+        publish(app, "call_initiated")
+        with app.app_context():
+            drainer = Drainer(app.config)
+            assert drainer.run_batch(claim_next=False) == 1
+            settings = get_settings()
+            settings.url = other.url
+            settings.headers = [["X-Api-Key", "sk_test_rotated_9999"]]
+            settings.secret = new_secret = generate_secret()
+            db.session.commit()
+        publish(app, "call_ringing")
+        with app.app_context():
+            assert drainer.run_batch(claim_next=False) == 1
+        [first], [second] = receiver.wait_for(1), other.wait_for(1)
+        assert json.loads(first.body)["event_type"] == "call_initiated"
+        assert json.loads(second.body)["event_type"] == "call_ringing"
+        assert second.headers["x-api-key"] == "sk_test_rotated_9999"
+        verify(new_secret, second)
+    finally:
+        other.close()

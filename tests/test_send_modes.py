@@ -101,7 +101,7 @@ def test_a_batch_from_a_live_stream_lets_the_next_claim_gather(app, integration,
     # Three calls, two events each, just published: the first batch (three
     # heads, not full, all fresh) is a stream, so the drain lets it last
     # GATHER_SECONDS before claiming the second events. Widened here so the
-    # test does not hang on the box's speed.
+    # test does not depend on the box's speed.
     monkeypatch.setattr(drain_module, "GATHER_SECONDS", 0.5)
     with app.app_context():
         for event_type in ("call_initiated", "call_ringing"):
@@ -112,7 +112,9 @@ def test_a_batch_from_a_live_stream_lets_the_next_claim_gather(app, integration,
     requests = receiver.wait_for(6)
     first, second = sorted(r.at for r in requests[:3]), sorted(r.at for r in requests[3:])
     assert [json.loads(r.body)["event_type"] for r in requests] == ["call_initiated"] * 3 + ["call_ringing"] * 3
-    assert second[0] - first[0] >= 0.45
+    # Without the gathering the gap is a few milliseconds; the margin below
+    # 0.5 s covers a slow box getting the first batch out.
+    assert second[0] - first[0] >= 0.3
 
 
 def test_a_lone_event_or_a_backlog_is_never_held_back(app, integration, receiver):

@@ -398,8 +398,10 @@ class Drainer:
     def settings_for(self, batch: list[Claimed]) -> WebhookSettings:
         """The settings to send ``batch`` with, as they were when it was claimed.
 
-        The claim returns the settings row's updated_at (every save bumps
-        it), so the row is read again only when it changed. Reading it for
+        The claim returns the settings row's updated_at (every ORM save
+        bumps it; the one Core UPDATE, models.settings.clear_expired_secret,
+        only forgets a secret that signing_secrets() already ignores), so
+        the row is read again only when it changed. Reading it for
         every batch (a BEGIN, a SELECT and the ORM's refresh, decrypting the
         secrets) cost ~0.45 ms of CPU per batch on PostgreSQL; without it a
         worker's CPU per event in line 3 of bench/ fell 0.27-0.31 -> 0.24-0.25

@@ -117,7 +117,7 @@ def test_a_batch_from_a_live_stream_lets_the_next_claim_gather(app, integration,
     assert second[0] - first[0] >= 0.3
 
 
-def test_a_lone_event_or_a_backlog_is_never_held_back(app, integration, receiver):
+def test_a_lone_event_or_a_backlog_is_never_held_back(app):
     def batch(ages):
         now = utcnow()
         return [Claimed(i, "call_initiated", False, 0, None, due_at=now - timedelta(seconds=age))

@@ -86,6 +86,9 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
         "HOOKLINE_LEASE_SECONDS": float(environ.get("HOOKLINE_LEASE_SECONDS", "60")),
         "HOOKLINE_DELIVERY_TIMEOUT": float(environ.get("HOOKLINE_DELIVERY_TIMEOUT", "10")),
         "HOOKLINE_BATCH_SIZE": int(environ.get("HOOKLINE_BATCH_SIZE", "32")),
+        # PostgreSQL: a publish waits for its commit's disk flush only when set
+        # (off: like SQLite's synchronous=NORMAL, see tasks/publish.py).
+        "HOOKLINE_PUBLISH_SYNC_COMMIT": _flag(environ.get("HOOKLINE_PUBLISH_SYNC_COMMIT", "0")),
         # An idle drain waits this long for the next publish before its job ends.
         "HOOKLINE_DRAIN_LINGER": float(environ.get("HOOKLINE_DRAIN_LINGER", "2")),
         # A drain job hands over to a fresh one after this long (RQ's job timeout is 600 s).

@@ -1,0 +1,62 @@
+"""On PostgreSQL a publish does not wait for the disk flush unless told to.
+
+The engine waits for every publish; the commit's flush was a third of that
+wait on this box (see ``publish_event``'s docstring). Whether a commit
+waited for its flush is counted by the server itself: ``pg_stat_wal.wal_sync``
+goes up by one for every commit that flushed the WAL to disk, and hardly at
+all when the WAL writer flushes in the background. PostgreSQL only (set
+HOOKLINE_TEST_DATABASE_URL); SQLite's setting is covered in models/__init__.py.
+"""
+
+import pytest
+from sqlalchemy import func, select
+
+from events import example_envelope
+from models import db
+from models.events import Delivery, Event
+from tasks import publish_event
+
+PUBLISHES = 40
+
+
+def wal_syncs() -> int:
+    """How many times the server has flushed its WAL to disk so far.
+
+    Counted through the pool's one connection, the one publish used: a
+    backend hands its counts to the shared statistics only now and then,
+    and ``pg_stat_force_next_flush`` makes it do so when this transaction ends.
+    """
+    assert db.engine.pool.checkedin() == 1, "publish and this count must share one connection"
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+        conn.commit()
+        return conn.exec_driver_sql("SELECT wal_sync FROM pg_stat_wal").scalar()
+
+
+@pytest.fixture
+def postgres_app(app, integration):
+    """The app with the integration on, on PostgreSQL only."""
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("synchronous_commit is PostgreSQL's (set HOOKLINE_TEST_DATABASE_URL)")
+    return app
+
+
+@pytest.mark.parametrize("sync_commit", [False, True], ids=["default", "sync-commit"])
+def test_a_publish_waits_for_the_disk_flush_only_when_configured(postgres_app, sync_commit):
+    postgres_app.config["HOOKLINE_PUBLISH_SYNC_COMMIT"] = sync_commit
+    payload = example_envelope("call_answered")["payload"]
+    with postgres_app.app_context():
+        publish_event("call_answered", payload)  # the pool's connection, opened
+        before = wal_syncs()
+        ids = [publish_event("call_answered", payload) for _ in range(PUBLISHES)]
+        flushes = wal_syncs() - before
+        # Every publish is there either way, event and delivery alike.
+        assert db.session.scalar(select(func.count()).select_from(Event).where(Event.id.in_(ids))) == PUBLISHES
+        assert db.session.scalar(
+            select(func.count()).select_from(Delivery).join(Event).where(Event.id.in_(ids))) == PUBLISHES
+    if sync_commit:
+        assert flushes >= PUBLISHES  # one flush per publish, waited for
+    else:
+        # The WAL writer's own flushes, a few at most while 40 publishes run.
+        assert flushes < PUBLISHES / 4

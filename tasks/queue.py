@@ -13,8 +13,9 @@ Two keys do the waking:
 Only one drain listens at a time. When it falls behind (a full batch
 whose oldest delivery has waited longer than ``drain.BEHIND_SECONDS``) it
 asks for a helper (``HELPER_FLAG``): a drain for another worker that shares
-the backlog and ends as soon as it is no longer behind, so a second worker
-never splits a stream that one drain keeps up with.
+the backlog and ends as soon as its batches are small or fresh
+(``drain.keeps_a_helper_busy``), so a second worker never splits a stream
+that one drain keeps up with.
 
 Publishes do not wait for that round trip: :func:`ring_soon` hands it to
 the process's :class:`Waker` thread (the outbox row is already committed,

@@ -140,21 +140,38 @@ def test_a_hanging_receiver_gets_the_whole_batch_at_once(app, integration, recei
     assert receiver.max_in_flight == 4  # not one after another: four deadlines' worth
 
 
-def test_a_helper_stops_at_its_first_batch_that_is_not_full(app, integration, receiver):
-    # Ten calls with three events each, published a second ago: old enough,
-    # but ten heads are not a full batch, so there is no backlog to share.
-    # The helper sends its batch and the one it claimed ahead, then stops.
+def _publish_old_calls(app, calls: int, events_per_call: int = 3) -> None:
+    """``calls`` calls of ``events_per_call`` events each, all published a second ago."""
+    event_types = ("call_initiated", "call_ringing", "call_answered")[:events_per_call]
     with app.app_context():
-        for event_type in ("call_initiated", "call_ringing", "call_answered"):
-            for call_id in range(1, 11):
+        for event_type in event_types:
+            for call_id in range(1, calls + 1):
                 publish_event(event_type, dict(example_envelope(event_type)["payload"], call_id=call_id))
         flush_rings()
     _due_since(app, 1.0)
+
+
+def test_a_helper_stops_at_its_first_small_batch(app, integration, receiver):
+    # Five calls with three events each, published a second ago: old enough,
+    # but five heads are less than a quarter of a batch, so there is no
+    # backlog worth a second drain. The helper sends its batch and the one
+    # it claimed ahead, then stops.
+    _publish_old_calls(app, 5)
     with app.app_context():
-        assert drain(helper=True) == 20
-    assert len(receiver.wait_for(20)) == 20
+        assert drain(helper=True) == 10
+    assert len(receiver.wait_for(10)) == 10
     with app.app_context():
-        assert db.session.query(Delivery).filter(Delivery.status == PENDING).count() == 10
+        assert db.session.query(Delivery).filter(Delivery.status == PENDING).count() == 5
+
+
+def test_a_helper_goes_on_while_its_share_of_the_backlog_is_a_quarter_batch_or_more(app, integration, receiver):
+    # The listening drain holds the heads of most calls, so a helper's batches
+    # are rarely full: twelve old heads (over a quarter of 32) keep it going
+    # until the backlog is gone.
+    _publish_old_calls(app, 12)
+    with app.app_context():
+        assert drain(helper=True) == 36
+    assert len(receiver.wait_for(36)) == 36
 
 
 def test_a_busy_drain_keeps_saying_it_listens(app, integration, receiver):

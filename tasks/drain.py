@@ -332,15 +332,17 @@ def _redis(action, default=None):
 #: in it has been due for longer than this. Keeping up, a batch's deliveries
 #: have waited one batch at most (~20 ms for 32 here); only a drain that is
 #: behind asks for a helper, and a helper stops at its first batch that is
-#: small or fresh (keeps_a_helper_busy). Helping while one drain keeps up only split the batches: on the
-#: 2-core box two drains sharing a stream one could serve cost ~0.35 ms more
-#: worker CPU and ~0.15 ms more database CPU per event, and the end-to-end
-#: rate fell. Fullness matters as much as age: a call's later events are due
-#: from their publish but claimable only after the event before them, so
-#: after any stall their age stays high while the batches are small; a
-#: helper that went on while its batches merely looked old kept two drains
-#: at ~3 deliveries a batch for as long as the stream lasted (0.6 instead
-#: of 0.3 ms of worker CPU per event, and a slower publisher beside them).
+#: small or fresh (keeps_a_helper_busy). Helping while one drain keeps up
+#: only split the batches: on the 2-core box two drains sharing a stream
+#: one could serve cost ~0.35 ms more worker CPU and ~0.15 ms more database
+#: CPU per event, and the end-to-end rate fell. Size matters as much as age
+#: (a full batch to ask, a quarter of one to go on): a call's later events
+#: are due from their publish but claimable only after the event before
+#: them, so after any stall their age stays high while the batches are
+#: small; a helper that went on while its batches merely looked old kept
+#: two drains at ~3 deliveries a batch for as long as the stream lasted
+#: (0.6 instead of 0.3 ms of worker CPU per event, and a slower publisher
+#: beside them).
 BEHIND_SECONDS = 0.1
 
 

@@ -45,22 +45,14 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
     cursor.close()
 
 
-def _pool_options(url: str) -> dict:
-    """Engine options: the pool hands out the connection returned last (LIFO).
+def _has_a_pool(url: str) -> bool:
+    """Does this database get a connection pool (all but in-memory SQLite)?
 
-    With the default FIFO queue, a process that once had several
-    connections out (the bench's four publishing threads) afterwards
-    rotated one thread's work through all of them, each one's caches cold:
-    a single publishing thread then ran ~10% slower on SQLite (2,540-2,900
-    against 3,060-3,280 publishes/s in bench line 3, 20,000 events 2,745
-    against 3,040) and ~5% on PostgreSQL. An in-memory SQLite database has
-    one connection and no pool to order (Flask-SQLAlchemy gives it a
-    StaticPool, which takes no such option).
+    An in-memory SQLite database has one connection and no pool to order:
+    Flask-SQLAlchemy gives it a StaticPool, which takes no pool options.
     """
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
-        return {}
-    return {"pool_use_lifo": True}
+    return not (parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"))
 
 
 def init_app(app) -> None:
@@ -68,9 +60,15 @@ def init_app(app) -> None:
     from models import crypto
 
     crypto.init_app(app)
-    options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
-    for key, value in _pool_options(app.config["SQLALCHEMY_DATABASE_URI"]).items():
-        options.setdefault(key, value)
+    if _has_a_pool(app.config["SQLALCHEMY_DATABASE_URI"]):
+        # The pool hands out the connection returned last (LIFO). With the
+        # default FIFO queue, a process that once had several connections
+        # out (the bench's four publishing threads) afterwards rotated one
+        # thread's work through all of them, each one's caches cold: a
+        # single publishing thread then ran ~10% slower on SQLite (2,540-2,900
+        # against 3,060-3,280 publishes/s in bench line 3, 20,000 events
+        # 2,745 against 3,040) and ~5% on PostgreSQL.
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("pool_use_lifo", True)
     db.init_app(app)
     # Importing registers the tables on Base.metadata (for create_all and Alembic).
     from models import events, settings, users  # noqa: F401

@@ -373,9 +373,14 @@ def is_streaming(batch: list[Claimed], batch_size: int) -> bool:
     return 1 < len(batch) < batch_size and _waited(batch) < 2 * GATHER_SECONDS
 
 
+def _behind_with(batch: list[Claimed], at_least: int) -> bool:
+    """Does ``batch`` hold ``at_least`` deliveries, some due for longer than BEHIND_SECONDS?"""
+    return len(batch) >= at_least and _waited(batch) > BEHIND_SECONDS
+
+
 def is_behind(batch: list[Claimed], batch_size: int) -> bool:
     """Is a claimed ``batch`` full, with some delivery due for longer than BEHIND_SECONDS?"""
-    return len(batch) >= batch_size and _waited(batch) > BEHIND_SECONDS
+    return _behind_with(batch, batch_size)
 
 
 def keeps_a_helper_busy(batch: list[Claimed], batch_size: int) -> bool:
@@ -391,7 +396,7 @@ def keeps_a_helper_busy(batch: list[Claimed], batch_size: int) -> bool:
     look old while each moves one per batch, and two drains at ~3 a batch
     cost twice the CPU per event of one.
     """
-    return len(batch) >= max(2, batch_size // 4) and _waited(batch) > BEHIND_SECONDS
+    return _behind_with(batch, max(2, batch_size // 4))
 
 
 class Drainer:
@@ -410,7 +415,6 @@ class Drainer:
         self.concurrency = concurrency
         # The next batch, claimed in the transaction that recorded the last one.
         self.ahead: list[Claimed] | None = None
-        self.behind = False  # did the last batch show a backlog?
         self.helpful = False  # is there still work for a helper (see keeps_a_helper_busy)?
         self.settings: WebhookSettings | None = None  # a copy, kept between batches
 
@@ -462,8 +466,7 @@ class Drainer:
         if not batch:
             return None
         # A backlog: let another worker help while this one sends.
-        self.behind = is_behind(batch, self.batch_size)
-        if self.behind:
+        if is_behind(batch, self.batch_size):
             _redis(ask_for_help)
         self.helpful = keeps_a_helper_busy(batch, self.batch_size)
         streaming = claim_next and is_streaming(batch, self.batch_size)

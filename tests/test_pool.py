@@ -1,4 +1,4 @@
-"""The connection pool hands back the connection used last (see models._pool_options)."""
+"""The connection pool hands back the connection used last (see models.init_app)."""
 
 from models import db
 

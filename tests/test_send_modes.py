@@ -33,13 +33,17 @@ from tests.conftest import worker_env
 from tests.receiver import Reply
 
 
-def publish_calls(app, n):
-    """One call_initiated for each of ``n`` calls: a batch of ``n`` heads."""
+def publish_calls(app, n, event_types=("call_initiated",)):
+    """``event_types`` in turn for each of ``n`` calls (by default one each: a batch of ``n`` heads)."""
     with app.app_context():
-        for call_id in range(1, n + 1):
-            payload = dict(example_envelope("call_initiated")["payload"], call_id=call_id)
-            publish_event("call_initiated", payload)
+        for event_type in event_types:
+            for call_id in range(1, n + 1):
+                publish_event(event_type, dict(example_envelope(event_type)["payload"], call_id=call_id))
         flush_rings()
+
+
+#: Three events a call: a helper's batches move one of each call's at a time.
+THREE_EVENTS = ("call_initiated", "call_ringing", "call_answered")
 
 
 def test_a_batch_goes_out_side_by_side_up_to_the_send_concurrency(app, integration, receiver):
@@ -103,11 +107,8 @@ def test_a_batch_from_a_live_stream_lets_the_next_claim_gather(app, integration,
     # GATHER_SECONDS before claiming the second events. Widened here so the
     # test does not depend on the box's speed.
     monkeypatch.setattr(drain_module, "GATHER_SECONDS", 0.5)
+    publish_calls(app, 3, ("call_initiated", "call_ringing"))
     with app.app_context():
-        for event_type in ("call_initiated", "call_ringing"):
-            for call_id in (1, 2, 3):
-                publish_event(event_type, dict(example_envelope(event_type)["payload"], call_id=call_id))
-        flush_rings()
         drain(linger=0)
     requests = receiver.wait_for(6)
     first, second = sorted(r.at for r in requests[:3]), sorted(r.at for r in requests[3:])
@@ -140,23 +141,13 @@ def test_a_hanging_receiver_gets_the_whole_batch_at_once(app, integration, recei
     assert receiver.max_in_flight == 4  # not one after another: four deadlines' worth
 
 
-def _publish_old_calls(app, calls: int, events_per_call: int = 3) -> None:
-    """``calls`` calls of ``events_per_call`` events each, all published a second ago."""
-    event_types = ("call_initiated", "call_ringing", "call_answered")[:events_per_call]
-    with app.app_context():
-        for event_type in event_types:
-            for call_id in range(1, calls + 1):
-                publish_event(event_type, dict(example_envelope(event_type)["payload"], call_id=call_id))
-        flush_rings()
-    _due_since(app, 1.0)
-
-
 def test_a_helper_stops_at_its_first_small_batch(app, integration, receiver):
     # Five calls with three events each, published a second ago: old enough,
     # but five heads are less than a quarter of a batch, so there is no
     # backlog worth a second drain. The helper sends its batch and the one
     # it claimed ahead, then stops.
-    _publish_old_calls(app, 5)
+    publish_calls(app, 5, THREE_EVENTS)
+    _due_since(app, 1.0)
     with app.app_context():
         assert drain(helper=True) == 10
     assert len(receiver.wait_for(10)) == 10
@@ -168,7 +159,8 @@ def test_a_helper_goes_on_while_its_share_of_the_backlog_is_a_quarter_batch_or_m
     # The listening drain holds the heads of most calls, so a helper's batches
     # are rarely full: twelve old heads (over a quarter of 32) keep it going
     # until the backlog is gone.
-    _publish_old_calls(app, 12)
+    publish_calls(app, 12, THREE_EVENTS)
+    _due_since(app, 1.0)
     with app.app_context():
         assert drain(helper=True) == 36
     assert len(receiver.wait_for(36)) == 36

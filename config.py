@@ -82,8 +82,9 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
         # How often each worker's timer looks for due work that no RQ job
         # covers (Redis lost its jobs, or a retry came due).
         "HOOKLINE_TICK_SECONDS": float(environ.get("HOOKLINE_TICK_SECONDS", "1")),
-        # A drain that dies mid-send loses its claim after this many seconds.
-        "HOOKLINE_LEASE_SECONDS": float(environ.get("HOOKLINE_LEASE_SECONDS", "60")),
+        # A claim lasts this long unless its drain renews it (every third of it,
+        # while the batch is in flight): a dead worker's deliveries wait at most this.
+        "HOOKLINE_LEASE_SECONDS": float(environ.get("HOOKLINE_LEASE_SECONDS", "15")),
         "HOOKLINE_DELIVERY_TIMEOUT": float(environ.get("HOOKLINE_DELIVERY_TIMEOUT", "10")),
         "HOOKLINE_BATCH_SIZE": int(environ.get("HOOKLINE_BATCH_SIZE", "32")),
         # PostgreSQL: a publish waits for its commit's disk flush only when set

@@ -82,7 +82,9 @@ class Delivery(db.Model):
     is_test: Mapped[bool] = mapped_column(default=False)
     status: Mapped[str] = mapped_column(String(16), default=PENDING)
     due_at: Mapped[datetime | None] = mapped_column(default=utcnow)
-    # A drain owns the delivery until lease_until; a dead drain's claim expires.
+    # A drain owns the delivery until lease_until (renewed while it works on
+    # it); a dead drain's claim expires. claimed_by is the claim's token: every
+    # write for a claimed row names it (tasks.outbox.fence).
     lease_until: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(40))
     attempt_count: Mapped[int] = mapped_column(default=0)
@@ -118,6 +120,9 @@ class Attempt(db.Model):
     duration_ms: Mapped[float]
     status_code: Mapped[int | None]
     ok: Mapped[bool] = mapped_column(default=False)
+    # Where it was sent (the saved URL at that moment); None on rows from before it was kept.
+    url: Mapped[str | None] = mapped_column(Text)
+    # Every header sent, in order, the admin's custom values masked.
     request_headers: Mapped[dict] = mapped_column(db.JSON, default=dict)
     response_headers: Mapped[dict] = mapped_column(db.JSON, default=dict)
     # The first 4 KiB of the response body.

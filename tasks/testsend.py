@@ -11,13 +11,15 @@ import time
 from dataclasses import dataclass
 from http import HTTPStatus
 
+from flask import current_app
+from sqlalchemy.exc import DBAPIError
+
 from events import call_id_of, example_envelope
 from models import db, utcnow
-from models.events import DELIVERED, FAILED, Attempt, Delivery, Event, new_event_id
-from models.settings import mask_value
+from models.events import Attempt, Delivery, Event, new_event_id
+from tasks import attempts
 from tasks.drain import get_sender
 from tasks.publish import envelope_body
-from tasks.signing import signature_headers
 
 #: How much of a failing receiver's reply the panel shows.
 BODY_EXCERPT_BYTES = 1024
@@ -30,72 +32,43 @@ class CannotTest(Exception):
 def send_test(settings, event_type: str) -> Delivery:
     """Send ``event_type``'s catalog example with ``is_test: true`` to the saved URL.
 
-    Returns the recorded Delivery (its one Attempt holds the outcome).
-    Raises CannotTest when no URL or signing secret is saved.
+    Returns the recorded Delivery (its one Attempt holds the outcome),
+    recorded by the same recorder as real deliveries; a test is never
+    retried. Raises CannotTest when no URL or signing secret is saved.
     """
     if not settings.url:
         raise CannotTest("Save a webhook URL first: the test is sent to the saved URL.")
-    secrets = settings.signing_secrets()
-    if not secrets:
+    if not settings.signing_secrets():
         raise CannotTest("There is no signing secret yet: save the settings to create one.")
 
     payload = example_envelope(event_type)["payload"]
     # The example's payload as the catalog shows it, but a current timestamp:
     # receivers reject signatures older than a few minutes as replays.
     now = int(time.time())
-    event_id = new_event_id()
     body = envelope_body(event_type, now, payload, True)
-    signed = signature_headers(secrets, event_id, now, body.encode("utf-8"))
-    custom = [(name, value) for name, value in settings.headers or []]
+    event = Event(id=new_event_id(), event_type=event_type, call_id=call_id_of(event_type, payload),
+                  timestamp_utc=now, is_test=True, body=body)
+    header_log = attempts.HeaderLog(current_app.config["HOOKLINE_USER_AGENT"], settings.headers or [])
+    out = attempts.prepare(None, 1, event.id, body.encode("utf-8"), settings, header_log)
     started = utcnow()
-    result = get_sender().post(settings.url, body.encode("utf-8"), signed, custom)
-    return _record(event_id, event_type, payload, now, body, signed, custom, started, result)
+    result = get_sender().post(out.url, out.body, out.signed, out.custom)
+    recorded = attempts.record(out, result, (), started=started, final=True)
+    try:
+        return _store(event, recorded)
+    except DBAPIError as error:
+        # The database refused what the receiver sent back: log the test without it.
+        db.session.rollback()
+        event = Event(**{key: getattr(event, key) for key in ("id", "event_type", "call_id", "timestamp_utc",
+                                                             "is_test", "body")})
+        return _store(event, recorded.stripped(error))
 
 
-def _record(event_id, event_type, payload, timestamp, body, signed, custom, started, result):
-    """Write the test's Event, final Delivery and Attempt together; return the Delivery.
-
-    The Attempt carries the same fields drain.deliver() records, so the log
-    shows a test exactly like a real delivery (custom header values masked).
-    """
-    call_id = call_id_of(event_type, payload)
-    event = Event(
-        id=event_id,
-        event_type=event_type,
-        call_id=call_id,
-        timestamp_utc=timestamp,
-        is_test=True,
-        body=body,
-    )
-    duration_ms = round(result.duration_ms, 2)
-    delivery = Delivery(
-        event=event,
-        event_type=event_type,
-        call_id=call_id,
-        is_test=True,
-        # A test is never retried: its one attempt decides its final state.
-        status=DELIVERED if result.ok else FAILED,
-        due_at=None,
-        attempt_count=1,
-        last_status_code=result.status_code,
-        last_error=None if result.ok else result.error_message,
-        last_duration_ms=duration_ms,
-        last_attempt_at=started,
-        delivered_at=utcnow() if result.ok else None,
-    )
-    attempt = Attempt(
-        delivery=delivery,
-        number=1,
-        started_at=started,
-        duration_ms=duration_ms,
-        status_code=result.status_code,
-        ok=result.ok,
-        request_headers={**signed, **{name: mask_value(value) for name, value in custom}},
-        response_headers=result.response_headers or {},
-        response_body=result.response_body,
-        error_kind=result.error_kind,
-        error_message=result.error_message,
-    )
+def _store(event: Event, recorded: attempts.Recorded) -> Delivery:
+    """Write the test's Event, final Delivery and Attempt in one transaction; return the Delivery."""
+    change = {key: value for key, value in recorded.change.items() if key != "delivery_id"}
+    delivery = Delivery(event=event, event_type=event.event_type, call_id=event.call_id, is_test=True, **change)
+    attempt = Attempt(delivery=delivery, **{key: value for key, value in recorded.attempt.items()
+                                            if key != "delivery_id"})
     db.session.add_all([event, delivery, attempt])
     db.session.commit()
     return delivery

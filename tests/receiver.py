@@ -48,6 +48,7 @@ class Reply:
     headers: dict = field(default_factory=dict)
     body: bytes = b"ok"
     delay: float = 0.0
+    reason: str | None = None  # the status line's reason phrase (None: the standard one)
 
 
 class Receiver:
@@ -88,7 +89,7 @@ class Receiver:
                         status=reply.status))
                 if reply.delay:
                     time.sleep(reply.delay)
-                self.send_response(reply.status)
+                self.send_response(reply.status, reply.reason)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(reply.body)))

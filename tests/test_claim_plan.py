@@ -14,7 +14,7 @@ from events import EVENT_TYPES
 from models import db, utcnow
 from models.settings import get_settings
 from tasks import publish_event
-from tasks.drain import _claim_statement, _due_statement, claim
+from tasks.outbox import _claim_statement, _due_statement, claim
 
 CALLS = 50
 

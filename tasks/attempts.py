@@ -1,0 +1,147 @@
+"""The one recorder: a send outcome in, an Attempt row and the delivery's next state out.
+
+The drain and the Test button both record through :func:`record`, so the
+log shows a test exactly like a real delivery. Recording decides; it does
+not write: the drain writes a batch's rows with its fenced statements
+(tasks.drain.write), the Test button with the ORM. What a reply brought
+back is made storable here (:func:`storable`), on every database, so no
+receiver can make a row impossible to write.
+"""
+
+import re
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from models import utcnow
+from models.events import DELIVERED, FAILED, RETRYING
+from models.settings import mask_value
+from tasks.retry import next_delay
+from tasks.sender import build_headers
+from tasks.signing import signature_headers
+
+#: NUL (PostgreSQL's text refuses it) and lone surrogates (no encoding
+#: accepts them) become U+FFFD; everything else a receiver sent is kept.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+#: How much of the database's complaint a stripped attempt keeps.
+SUMMARY_CHARS = 200
+
+
+def storable(text: str | None) -> str | None:
+    """``text`` with NUL and lone surrogates replaced by U+FFFD (None stays None)."""
+    if not text:
+        return text
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def _storable_headers(headers: dict | None) -> dict:
+    """Reply headers with every name and value made storable."""
+    return {storable(str(name)): storable(str(value)) for name, value in (headers or {}).items()}
+
+
+@dataclass
+class Outgoing:
+    """One request: where it goes, the exact body, its headers, and what the log shows of them."""
+
+    delivery_id: int
+    number: int  # which attempt this is, 1 for the first
+    url: str
+    body: bytes
+    signed: dict
+    custom: list
+    logged_headers: dict  # what the log shows: every header sent, custom values masked
+
+
+@dataclass
+class Recorded:
+    """What recording one attempt decided: its row, the delivery's next state, what else follows."""
+
+    attempt: dict
+    change: dict
+    #: The receiver answered 410 Gone: the caller switches the integration off
+    #: (autodisable.after_gone), once, for the whole batch.
+    gone: bool = False
+    #: The delivery has failed for good: the caller checks auto-disable.
+    failed: bool = False
+
+    def stripped(self, error: BaseException) -> "Recorded":
+        """The same outcome without what the receiver sent, for a row the database refused.
+
+        Keeps the status, timing and the delivery's next state; the reply's
+        headers and body are dropped and the error says why, so the log
+        still moves on and the rest of the batch is written.
+        """
+        summary = f"The reply could not be stored ({type(error).__name__}): " + storable(str(error))
+        summary = summary[:SUMMARY_CHARS]
+        attempt = {**self.attempt, "response_headers": {}, "response_body": None,
+                   "error_message": summary}
+        return replace(self, attempt=attempt, change={**self.change, "last_error": summary})
+
+
+class HeaderLog:
+    """What the log shows of a request's headers: every one on the wire, in order, custom values masked.
+
+    Built once per settings (the framing and the admin's headers do not
+    change between requests); calling it with a request's signature
+    headers gives that request's log entry.
+    """
+
+    def __init__(self, user_agent: str, custom):
+        custom = [(name, value) for name, value in custom]
+        wire = build_headers(user_agent, {}, custom)  # what the sender really sends of them
+        names = {name.lower() for name, _ in custom}
+        masked = {name: mask_value(value) if name.lower() in names else value for name, value in wire.items()}
+        self.framing = {name: masked.pop(name) for name in ("Content-Type", "User-Agent")}
+        self.custom = masked
+
+    def __call__(self, signed: dict) -> dict:
+        return {**self.framing, **signed, **self.custom}
+
+
+def prepare(delivery_id, number: int, event_id: str, body: bytes, settings, header_log: HeaderLog) -> Outgoing:
+    """One request for ``body``, signed now with the secrets in force, to the saved URL and headers."""
+    signed = signature_headers(settings.signing_secrets(), event_id, int(time.time()), body)
+    custom = [(name, value) for name, value in settings.headers or []]
+    return Outgoing(delivery_id, number, settings.url, body, signed, custom, header_log(signed))
+
+
+def record(out: Outgoing, result, schedule, *, started: datetime, final: bool = False,
+           delivered_at: datetime | None = None) -> Recorded:
+    """Decide what one send outcome means: the Attempt row and the delivery's next state.
+
+    Delivered on any 2xx; failed for good on a 410 Gone (and ``gone`` set), when
+    the schedule is spent, or at once when ``final`` (a test is never retried);
+    otherwise retrying, due after the schedule's next delay (a receiver's
+    Retry-After can lengthen it). Both dicts hold every column every time,
+    so a batch's rows go out as one executemany each.
+    """
+    duration_ms = round(result.duration_ms, 2)
+    error = storable(result.error_message)
+    attempt = dict(
+        delivery_id=out.delivery_id,
+        number=out.number,
+        started_at=started,
+        duration_ms=duration_ms,
+        status_code=result.status_code,
+        ok=result.ok,
+        url=out.url,
+        request_headers=out.logged_headers,
+        response_headers=_storable_headers(result.response_headers),
+        response_body=storable(result.response_body),
+        error_kind=result.error_kind,
+        error_message=error,
+    )
+    change = dict(
+        delivery_id=out.delivery_id, attempt_count=out.number, last_attempt_at=started,
+        last_status_code=result.status_code, last_duration_ms=duration_ms, lease_until=None,
+        delivered_at=delivered_at, last_error=error,
+    )
+    if result.ok:
+        return Recorded(attempt, {**change, "status": DELIVERED, "delivered_at": utcnow(), "due_at": None})
+    if result.status_code == 410:
+        return Recorded(attempt, {**change, "status": FAILED, "due_at": None}, gone=True, failed=True)
+    delay = None if final else next_delay(out.number, schedule, result.retry_after)
+    if delay is None:
+        return Recorded(attempt, {**change, "status": FAILED, "due_at": None}, failed=True)
+    return Recorded(attempt, {**change, "status": RETRYING, "due_at": utcnow() + timedelta(seconds=delay)})

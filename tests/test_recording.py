@@ -1,0 +1,150 @@
+"""One recorder, fenced writes, renewed leases: nothing breaks a batch, nothing overwrites newer state.
+
+Real receivers on 127.0.0.1 answer with what real ones sometimes send (NUL
+bytes, UTF-16, binary, a NUL in the reason phrase); on PostgreSQL a NUL in
+a text column is refused, which used to roll back the whole batch forever.
+"""
+
+import json
+from datetime import timedelta
+
+from sqlalchemy import select, text, update
+
+from events import example_envelope
+from models import db, utcnow
+from models.events import Attempt, Delivery
+from tasks import outbox, publish_event
+from tasks.drain import Drainer, drain
+from tasks.queue import flush_rings
+from tests.receiver import Reply
+from tests.test_delivery import deliveries, wait_until
+
+HOSTILE_REPLIES = {
+    "nul in body": Reply(200, body=b"ok\x00then more"),
+    "utf-16 body": Reply(200, headers={"Content-Type": "text/plain; charset=utf-16"},
+                         body="accepted ✓".encode("utf-16")),
+    "binary body": Reply(200, headers={"Content-Type": "application/octet-stream"},
+                         body=bytes(range(256))),
+    "nul in reason": Reply(200, reason="O\x00K"),
+    "nul in a header": Reply(200, headers={"X-Trace": "a\x00b"}),
+}
+
+
+def publish_calls(app, count):
+    """Publish ``count`` call_initiated events, each its own call; return their event ids."""
+    payload = example_envelope("call_initiated")["payload"]
+    with app.app_context():
+        ids = [publish_event("call_initiated", {**payload, "call_id": f"call-{i}"}) for i in range(count)]
+        flush_rings()  # the wake-ups have gone out, as in a real run
+    return ids
+
+
+def attempts_by_delivery(app):
+    with app.app_context():
+        rows = db.session.execute(select(Attempt.delivery_id, Attempt.ok, Attempt.response_body,
+                                         Attempt.response_headers, Attempt.url)).all()
+    return rows
+
+
+def test_hostile_replies_are_recorded_and_each_event_is_sent_once(app, integration, receiver):
+    receiver.respond(*HOSTILE_REPLIES.values())
+    ids = publish_calls(app, len(HOSTILE_REPLIES))
+    with app.app_context():
+        assert drain(linger=0) == len(ids)
+        statuses = db.session.scalars(select(Delivery.status)).all()
+    assert statuses == ["delivered"] * len(ids)
+    # Each event went out once: a batch that could not be recorded was sent again and again.
+    assert sorted(json.loads(r.body)["payload"]["call_id"] for r in receiver.requests) == \
+        sorted(f"call-{i}" for i in range(len(ids)))
+    rows = attempts_by_delivery(app)
+    assert len(rows) == len(ids) and all(ok for _, ok, _, _, _ in rows)
+    bodies = [body for _, _, body, _, _ in rows]
+    assert "ok\ufffdthen more" in bodies  # the NUL replaced, the rest kept
+    assert all("\x00" not in (body or "") for body in bodies)
+    headers = [h for _, _, _, h, _ in rows if "X-Trace" in h]
+    assert headers and headers[0]["X-Trace"] == "a\ufffdb"
+    assert {url for *_, url in rows} == {receiver.url}
+
+
+def test_the_test_button_records_a_reply_with_nul_bytes(app, auth_client, integration, receiver):
+    receiver.respond(Reply(200, reason="O\x00K", body=b"\x00\x01binary\xff"))
+    response = auth_client.post("/settings/integrations/webhook/test", data={"event_type": "call_ended"},
+                                follow_redirects=True)
+    assert response.status_code == 200
+    assert len(receiver.requests) == 1
+    with app.app_context():
+        [delivery] = db.session.scalars(select(Delivery)).all()
+        assert delivery.is_test and delivery.status == "delivered"
+        [attempt] = delivery.attempts
+        assert attempt.response_body.startswith("\ufffd\x01binary")
+
+
+def refuse_rows_containing(word):
+    """Make the database itself refuse any attempt whose reply body holds ``word``."""
+    if db.engine.dialect.name == "sqlite":
+        db.session.execute(text(
+            "CREATE TRIGGER refuse BEFORE INSERT ON attempts WHEN NEW.response_body LIKE :pattern "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the database'); END".replace(":pattern", f"'%{word}%'")))
+    else:
+        db.session.execute(text(
+            f"ALTER TABLE attempts ADD CONSTRAINT refuse CHECK (response_body NOT LIKE '%{word}%')"))
+    db.session.commit()
+
+
+def test_a_row_the_database_refuses_is_recorded_without_the_reply(app, integration, receiver):
+    receiver.respond(Reply(200, body=b"fine"), Reply(200, body=b"poison"), Reply(200, body=b"fine too"))
+    ids = publish_calls(app, 3)
+    with app.app_context():
+        refuse_rows_containing("poison")
+        assert drain(linger=0) == 3
+        deliveries = db.session.scalars(select(Delivery).order_by(Delivery.id)).all()
+        assert [d.status for d in deliveries] == ["delivered"] * 3
+        assert [len(d.attempts) for d in deliveries] == [1, 1, 1]
+        stripped = [d.attempts[0] for d in deliveries if d.attempts[0].response_body is None]
+        assert len(stripped) == 1
+        assert stripped[0].error_message.startswith("The reply could not be stored")
+    assert len(receiver.requests) == len(ids)  # nothing was sent twice
+
+
+def test_a_stale_drains_write_changes_no_rows(app, integration, receiver):
+    """A drain whose lease expired and was taken over writes nothing: the log keeps the newer state."""
+    publish_calls(app, 2)
+    with app.app_context():
+        stale = outbox.new_token()
+        claimed = outbox.claim(stale, limit=10, lease_seconds=15)
+        db.session.commit()
+        ids = [d.id for d in claimed]
+        assert len(ids) == 2
+        # The stale drain's batch outlives its lease (a stalled receiver, a frozen VM) ...
+        db.session.execute(update(Delivery).values(lease_until=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+        # ... another drain claims, sends and records them.
+        assert Drainer(app.config).run_until_empty() == 2
+        # Now the stale drain tries to record its own outcome: a timeout, back to retrying.
+        stale_changes = [dict(delivery_id=i, status="retrying", attempt_count=1, lease_until=None,
+                              last_error="timed out") for i in ids]
+        stale_attempts = [dict(delivery_id=i, number=1, started_at=utcnow(), duration_ms=10000.0,
+                               ok=False, error_kind="timeout", error_message="timed out") for i in ids]
+        written = outbox.write(stale, stale_attempts, stale_changes)
+        db.session.commit()
+        assert written == set()
+        deliveries = db.session.scalars(select(Delivery).order_by(Delivery.id)).all()
+        assert [d.status for d in deliveries] == ["delivered", "delivered"]
+        assert [[a.ok for a in d.attempts] for d in deliveries] == [[True], [True]]
+        # The renewal is fenced the same way.
+        assert outbox.renew(stale, ids, 15) == 0
+
+
+def test_a_batch_that_outlasts_its_lease_keeps_it(app, app_config, integration, receiver, start_worker):
+    """Renewal: a receiver slower than the lease does not make a second worker send again."""
+    app.config.update(HOOKLINE_LEASE_SECONDS=1.5)
+    receiver.default = Reply(200, delay=2.5)
+    start_worker(), start_worker()
+    ids = publish_calls(app, 4)
+    receiver.wait_for(len(ids), timeout=30)
+    wait_until(lambda: [d.status for d in deliveries(app)] == ["delivered"] * len(ids))
+    with app.app_context():
+        attempts = db.session.scalar(select(db.func.count()).select_from(Attempt))
+    # Each event once, one attempt each: the leases were renewed while the receiver took its time.
+    assert len(receiver.requests) == len(ids)
+    assert attempts == len(ids)

@@ -46,7 +46,7 @@ def attempts_by_delivery(app):
     return rows
 
 
-def test_hostile_replies_are_recorded_and_each_event_is_sent_once(app, integration, receiver):
+def test_hostile_replies_are_recorded_and_each_event_is_sent_once(app, client, integration, receiver):
     receiver.respond(*HOSTILE_REPLIES.values())
     ids = publish_calls(app, len(HOSTILE_REPLIES))
     with app.app_context():
@@ -64,6 +64,8 @@ def test_hostile_replies_are_recorded_and_each_event_is_sent_once(app, integrati
     headers = [h for _, _, _, h, _ in rows if "X-Trace" in h]
     assert headers and headers[0]["X-Trace"] == "a\ufffdb"
     assert {url for *_, url in rows} == {receiver.url}
+    metrics = client.get("/metrics").text
+    assert f'hookline_deliveries{{status="delivered"}} {float(len(ids))}' in metrics
 
 
 def test_the_test_button_records_a_reply_with_nul_bytes(app, auth_client, integration, receiver):

@@ -7,9 +7,12 @@ show (tasks/testsend.py gives each kind its advice).  Pure: no curl
 handles, no Flask.
 """
 
+import email.utils
 import errno
+import ipaddress
 import os
 import socket
+from datetime import datetime, timezone
 from urllib.parse import quote, urlsplit
 
 import pycurl
@@ -48,6 +51,20 @@ def http_url_parts(url):
     except ValueError:
         return None
     return parts if parts.scheme in ("http", "https") and parts.hostname else None
+
+
+def host_port(parts):
+    """(host, port) of a split URL, the host as DNS and libcurl see it (IDNA)."""
+    return parts.hostname.encode("idna").decode("ascii"), parts.port or default_port(parts.scheme)
+
+
+def is_ip_literal(host):
+    """True if ``host`` is an IP address written out (libcurl does not resolve those)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def request_target(parts):
@@ -147,3 +164,24 @@ def _strerror(number):
         return os.strerror(number).lower()
     except ValueError:
         return f"error {number}"
+
+
+def parse_retry_after(value, now=None):
+    """Return a Retry-After header value as seconds from now, or None.
+
+    Accepts delta-seconds (``"7"``) and an HTTP-date; a date in the past
+    gives 0.0.  Anything else gives None.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (when - now).total_seconds())

@@ -8,6 +8,7 @@ The loop waits with ``poll`` (no descriptor-number limit, unlike select).
 """
 
 import atexit
+import threading
 import ipaddress
 import os
 import select
@@ -141,6 +142,38 @@ class Loop:
         ):
             handle.setopt(option, value)
         return handle
+
+    def look_up(self, keys, resolve, deadline):
+        """``resolve(key)`` for each (host, port), or the exception it raised; side by side.
+
+        getaddrinfo cannot be interrupted, so each lookup runs in a helper
+        thread, given up after ``deadline`` seconds; answers are kept
+        ADDRESS_TTL seconds (libcurl's own DNS cache keeps names 60 s too).
+        """
+        now, outcome, answers = time.monotonic(), {}, {}
+        for key in keys:
+            expires, addresses = self.addresses.get(key, (0.0, None))
+            if expires > now:
+                outcome[key] = addresses
+        missing = [key for key in keys if key not in outcome]
+
+        def work(key):
+            try:
+                answers[key] = resolve(key)
+            except Exception as exc:  # described to the user by the sender
+                answers[key] = exc
+
+        threads = [threading.Thread(target=work, args=(key,), name="hookline-dns", daemon=True)
+                   for key in missing]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(0.0, now + deadline - time.monotonic()))
+        for key in missing:
+            outcome[key] = answers.get(key) or TimeoutError()
+            if isinstance(outcome[key], list):
+                self.addresses[key] = (now + ADDRESS_TTL, outcome[key])
+        return outcome
 
     def finished(self):
         """Every transfer that ended since the last call, as (handle, code, libcurl's words)."""

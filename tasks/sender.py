@@ -28,7 +28,6 @@ The module is pure: no Flask, no app code, plain arguments only.  Build one
 ``Sender`` per process and share it between threads.
 """
 
-import email.utils
 import ipaddress
 import logging
 import os
@@ -38,15 +37,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import pycurl
 
 from . import netguard
-from .curl_loop import ADDRESS_TTL, Loop, ca_file, header, orphans
-from .curl_errors import (
-    default_port, describe_curl_error, describe_lookup_error, describe_status, describe_vetoed,
-    http_url_parts, request_target,
+from .curl_loop import Loop, ca_file, header, orphans
+from .curl_errors import (  # noqa: F401  (parse_retry_after: part of this module's API)
+    describe_curl_error, describe_lookup_error, describe_status, describe_vetoed, host_port,
+    http_url_parts, is_ip_literal, parse_retry_after, request_target,
 )
 
 log = logging.getLogger(__name__)
@@ -146,40 +144,6 @@ def build_headers(user_agent, signature_headers, custom_headers=()):
     return headers
 
 
-def parse_retry_after(value, now=None):
-    """Return a Retry-After header value as seconds from now, or None.
-
-    Accepts delta-seconds (``"7"``) and an HTTP-date; a date in the past
-    gives 0.0.  Anything else gives None.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
-    return max(0.0, (when - now).total_seconds())
-
-
-def _key(parts):
-    """(host, port) of a split URL, the host as DNS and libcurl see it (IDNA)."""
-    return parts.hostname.encode("idna").decode("ascii"), parts.port or default_port(parts.scheme)
-
-
-def _is_ip(host):
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def _header_lines(headers):
     lines = [f"{name}: {value}" if value else f"{name};" for name, value in headers.items()
              if name.lower() != "expect"]
@@ -248,7 +212,8 @@ class Sender:
         """
         loop = self._loop()
         planned = [(http_url_parts(request[0]), request) for request in requests]
-        looked_up = self._look_up(loop, {_key(parts) for parts, _ in planned if parts is not None})
+        looked_up = loop.look_up({host_port(parts) for parts, _ in planned if parts is not None},
+                                   self._resolve, self.deadline)
         results, running = [None] * len(requests), []
         waiting = deque(enumerate(planned))
         try:
@@ -283,6 +248,7 @@ class Sender:
         return loop
 
     def _resolve(self, key):
+        """The addresses ``key`` (host, port) may be reached at: netguard's checked answer."""
         host, port = key
         if self.block_private:
             infos = netguard.resolve_checked(host, port, self.allowed_networks)
@@ -291,43 +257,12 @@ class Sender:
         found = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
         return list(dict.fromkeys(found))  # getaddrinfo's order, for Happy Eyeballs
 
-    def _look_up(self, loop, keys):
-        """Checked addresses (or the lookup's exception) for each (host, port), looked up side by side.
-
-        getaddrinfo cannot be interrupted, so each lookup runs in a helper
-        thread and is given up after the deadline; answers are kept ADDRESS_TTL seconds.
-        """
-        now, outcome = time.monotonic(), {}
-        for key in keys:
-            expires, addresses = loop.addresses.get(key, (0.0, None))
-            if expires > now:
-                outcome[key] = addresses
-        missing, answers = [key for key in keys if key not in outcome], {}
-
-        def work(key):
-            try:
-                answers[key] = self._resolve(key)
-            except (OSError, UnicodeError, netguard.AddressNotAllowed) as exc:
-                answers[key] = exc
-
-        threads = [threading.Thread(target=work, args=(key,), name="hookline-dns", daemon=True)
-                   for key in missing]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(max(0.0, now + self.deadline - time.monotonic()))
-        for key in missing:
-            outcome[key] = answers.get(key) or TimeoutError()
-            if isinstance(outcome[key], list):
-                loop.addresses[key] = (now + ADDRESS_TTL, outcome[key])
-        return outcome
-
     def _start(self, loop, index, parts, looked_up, url, body, signature_headers, custom_headers=()):
         """A ready easy handle for one request, or a SendResult when it cannot start."""
         if parts is None:
             return SendResult(ok=False, error_kind="connection", error_message=f"Invalid URL: {url}",
                               started_at=time.time())
-        key = _key(parts)
+        key = host_port(parts)
         addresses = looked_up[key]
         if isinstance(addresses, BaseException):
             kind, message = describe_lookup_error(addresses, url, self.deadline)
@@ -338,7 +273,7 @@ class Sender:
         shown = f"[{host}]" if ":" in host else host
         handle.setopt(pycurl.URL, f"{parts.scheme}://{shown}:{port}{request_target(parts)}")
         pins = ",".join(f"[{ip}]" if ip.version == 6 else str(ip) for ip in addresses)
-        handle.setopt(pycurl.RESOLVE, [] if _is_ip(host) else [f"{host}:{port}:{pins}"])
+        handle.setopt(pycurl.RESOLVE, [] if is_ip_literal(host) else [f"{host}:{port}:{pins}"])
         handle.setopt(pycurl.HTTPHEADER, _header_lines(
             build_headers(self.user_agent, signature_headers, custom_headers)))
         body = body.encode("utf-8") if isinstance(body, str) else bytes(body)

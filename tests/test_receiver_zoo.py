@@ -190,6 +190,8 @@ def test_a_never_accepting_listener_holds_back_no_fast_receiver(zoo, sender):
     results = sender.post_many(requests, window=8)
     elapsed = time.monotonic() - started
 
+    print(f"\nnever-accepting x8 + fast x8: call {elapsed:.2f} s (deadline 1 s), "
+          f"fast ones {max(r.duration_ms for r in results[1::2]):.1f} ms at most")
     assert [r.error_kind for r in results[0::2]] == ["timeout"] * 8
     assert all(r.error_message == "Timed out after 1 s" for r in results[0::2])
     assert all(r.ok for r in results[1::2])
@@ -394,6 +396,8 @@ def test_32_calls_to_a_tls_receiver_with_1_5_s_handshakes_two_workers(
         time.sleep(0.05)
     time.sleep(0.5)  # anything sent twice would have arrived by now
 
+    print(f"\n32 calls, 1.5 s TLS handshakes, 2 workers: last received "
+          f"{max(at for at, _ in server.answered) - last_publish:.2f} s after the last publish")
     assert len(server.answered) == 32
     ids = [dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])["webhook-id"]
            for _, head in server.answered]
@@ -422,6 +426,8 @@ def test_dropped_keep_alive_and_early_hints_through_a_worker(app, integration, z
         while len(server.answered) < 5 and time.monotonic() < stop:
             time.sleep(0.05)
         answered = server.answered
+        print(f"\n{server.script.__name__}: answered at most "
+              f"{max(at - sent for at, sent in zip(answered, published)):.3f} s after its publish")
         assert len(answered) == 5
         assert max(at - sent for at, sent in zip(answered, published)) < 0.6
 

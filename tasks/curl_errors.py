@@ -11,6 +11,7 @@ import email.utils
 import errno
 import ipaddress
 import os
+import re
 import socket
 from datetime import datetime, timezone
 from urllib.parse import quote, urlsplit
@@ -119,8 +120,9 @@ def describe_vetoed(host, ip):
 def _tls_reason(text):
     for prefix in ("SSL certificate problem: ", "SSL: ", "OpenSSL SSL_connect: ", "TLS connect error: "):
         if text.startswith(prefix):
-            return text[len(prefix):]
-    return text or "no details"
+            text = text[len(prefix):]
+    # OpenSSL's "error:0A00010B:SSL routines::wrong version number": the words are the news.
+    return re.sub(r"^error:[0-9A-F]+:[^:]*:[^:]*:", "", text) or "no details"
 
 
 def describe_curl_error(code, text, os_errno, url, deadline):

@@ -40,9 +40,14 @@ def ca_file(extra):
         descriptor, path = tempfile.mkstemp(prefix="hookline-ca-", suffix=".pem")
         with os.fdopen(descriptor, "wb") as out:
             out.write(data)
-        atexit.register(os.unlink, path)
+        atexit.register(_remove_if_ours, path, os.getpid())
         _ca_files[extra] = path
     return _ca_files[extra]
+
+
+def _remove_if_ours(path, pid):
+    if os.getpid() == pid:  # a forked child's exit must not pull the file from under its parent
+        os.unlink(path)
 
 
 class Transfer:

@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from rq import Worker
 from sqlalchemy import select
 
+from config import load_config
 from events import example_envelope
 from models import db
 from models.events import Attempt, Delivery
@@ -80,6 +81,28 @@ def _server_context(tls_files, version=ssl.TLSVersion.TLSv1_3):
     context.load_cert_chain(tls_files[1], tls_files[2])
     context.minimum_version = context.maximum_version = version
     return context
+
+
+def test_an_unreadable_ca_bundle_is_refused_at_startup(tmp_path):
+    with pytest.raises(RuntimeError, match="HOOKLINE_CA_BUNDLE must name a readable PEM file"):
+        load_config(str(tmp_path), {"HOOKLINE_CA_BUNDLE": str(tmp_path / "missing.pem")})
+
+
+def test_without_the_ca_bundle_our_ca_is_not_trusted(zoo, tls_files):
+    server = zoo(tls=_server_context(tls_files))
+    with Sender(allowed_networks=LOOPBACK, deadline=1.0) as plain:
+        result = plain.post(server.url(), BODY, SIG)
+
+    assert result.error_kind == "tls"
+    assert result.error_message.startswith("TLS certificate problem: ")
+
+
+def test_https_to_a_plain_http_receiver_says_so(zoo, sender):
+    server = zoo(lambda conn, zoo: conn.recv(4096) and answer(conn, b"", b"400 Bad Request"))
+    result = sender.post(f"https://127.0.0.1:{server.port}/hook", BODY, SIG)
+
+    assert result.error_kind == "tls"
+    assert result.error_message == "TLS handshake failed: wrong version number"
 
 
 # -- receivers -------------------------------------------------------------------
@@ -195,7 +218,9 @@ def test_a_never_accepting_listener_holds_back_no_fast_receiver(zoo, sender):
     assert [r.error_kind for r in results[0::2]] == ["timeout"] * 8
     assert all(r.error_message == "Timed out after 1 s" for r in results[0::2])
     assert all(r.ok for r in results[1::2])
-    assert max(r.duration_ms for r in results[1::2]) < 50  # their true durations
+    # Their true durations (a few ms when the box is quiet; the bound leaves room for a busy
+    # CI box): not the stuck ones' deadline.
+    assert max(r.duration_ms for r in results[1::2]) < 250
     assert elapsed < 1.0 + 0.5  # the call is over at the deadline, not at 8 of them
     assert len(fast.answered) == 8
 

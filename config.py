@@ -58,6 +58,14 @@ def _seconds_list(value: str) -> tuple[float, ...]:
     return delays
 
 
+def _ca_bundle(path: str) -> str:
+    """Check ``HOOKLINE_CA_BUNDLE`` names a readable file ("" when unset)."""
+    path = path.strip()
+    if path and not os.access(path, os.R_OK):
+        raise RuntimeError(f"HOOKLINE_CA_BUNDLE must name a readable PEM file, got {path!r}")
+    return path
+
+
 def load_config(instance_path: str, environ=os.environ) -> dict:
     """Build the Flask config mapping for the environment named by HOOKLINE_ENV."""
     env = environ.get("HOOKLINE_ENV", "production")
@@ -99,6 +107,8 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
         # After a secret rotation the old secret keeps signing this long.
         "HOOKLINE_SECRET_OVERLAP_HOURS": float(environ.get("HOOKLINE_SECRET_OVERLAP_HOURS", "24")),
         "HOOKLINE_USER_AGENT": f"Hookline/{VERSION}",
+        # An extra PEM file of CAs the sender trusts besides certifi's (a corporate CA).
+        "HOOKLINE_CA_BUNDLE": _ca_bundle(environ.get("HOOKLINE_CA_BUNDLE", "")),
         "MAX_CONTENT_LENGTH": 256 * 1024,
         # Auto-disable when nothing succeeded for this long, with this many failures.
         "HOOKLINE_AUTO_DISABLE_HOURS": float(environ.get("HOOKLINE_AUTO_DISABLE_HOURS", "24")),

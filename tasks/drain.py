@@ -43,6 +43,7 @@ def get_sender() -> Sender:
             allowed_networks=parse_networks(current_app.config["HOOKLINE_ALLOWED_NETWORKS"]),
             deadline=current_app.config["HOOKLINE_DELIVERY_TIMEOUT"],
             user_agent=current_app.config["HOOKLINE_USER_AGENT"],
+            ca_bundle=current_app.config.get("HOOKLINE_CA_BUNDLE") or None,
         )
         current_app.extensions["hookline_sender"] = sender
     return sender

@@ -606,7 +606,7 @@ def test_tls_uses_hostname_for_sni_and_reports_bad_certificate(raw_servers, self
     def wrap(conn):
         return context.wrap_socket(conn, server_side=True)
 
-    server = raw_servers(_read_request, wrap)
+    server = raw_servers(lambda conn, server: _read_request(conn), wrap)
     with Sender(allowed_networks=parse_networks(LOOPBACK)) as sender:
         result = sender.post(f"https://localhost:{server.port}/", BODY, _signed()[1])
 

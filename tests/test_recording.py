@@ -19,12 +19,17 @@ from tasks.queue import flush_rings
 from tests.receiver import Reply
 from tests.test_delivery import deliveries, wait_until
 
-HOSTILE_REPLIES = {
+#: Replies a receiver may send: each is recorded, its event delivered once.
+HOSTILE_BODIES = {
     "nul in body": Reply(200, body=b"ok\x00then more"),
     "utf-16 body": Reply(200, headers={"Content-Type": "text/plain; charset=utf-16"},
                          body="accepted ✓".encode("utf-16")),
     "binary body": Reply(200, headers={"Content-Type": "application/octet-stream"},
                          body=bytes(range(256))),
+}
+#: Not HTTP at all (a NUL in the status line or a header): libcurl refuses the
+#: reply, so the attempt is recorded as an invalid reply and retried.
+NOT_HTTP = {
     "nul in reason": Reply(200, reason="O\x00K"),
     "nul in a header": Reply(200, headers={"X-Trace": "a\x00b"}),
 }
@@ -47,29 +52,30 @@ def attempts_by_delivery(app):
 
 
 def test_hostile_replies_are_recorded_and_each_event_is_sent_once(app, client, integration, receiver):
-    receiver.respond(*HOSTILE_REPLIES.values())
-    ids = publish_calls(app, len(HOSTILE_REPLIES))
+    receiver.respond(*HOSTILE_BODIES.values(), *NOT_HTTP.values())
+    ids = publish_calls(app, len(HOSTILE_BODIES) + len(NOT_HTTP))
     with app.app_context():
         assert drain(linger=0) == len(ids)
-        statuses = db.session.scalars(select(Delivery.status)).all()
-    assert statuses == ["delivered"] * len(ids)
+        statuses = db.session.scalars(select(Delivery.status).order_by(Delivery.id)).all()
+        errors = db.session.scalars(select(Attempt.error_message).order_by(Attempt.id)).all()
+    assert statuses == ["delivered"] * len(HOSTILE_BODIES) + ["retrying"] * len(NOT_HTTP)
+    assert errors[len(HOSTILE_BODIES):] == ["Invalid reply: the receiver did not answer in HTTP (NUL byte in header)"] * 2
     # Each event went out once: a batch that could not be recorded was sent again and again.
     assert sorted(json.loads(r.body)["payload"]["call_id"] for r in receiver.requests) == \
         sorted(f"call-{i}" for i in range(len(ids)))
     rows = attempts_by_delivery(app)
-    assert len(rows) == len(ids) and all(ok for _, ok, _, _, _ in rows)
+    assert len(rows) == len(ids)
     bodies = [body for _, _, body, _, _ in rows]
     assert "ok\ufffdthen more" in bodies  # the NUL replaced, the rest kept
+    assert "accepted ✓".encode("utf-16").decode("utf-8", errors="replace").replace("\x00", "\ufffd") in bodies
     assert all("\x00" not in (body or "") for body in bodies)
-    headers = [h for _, _, _, h, _ in rows if "X-Trace" in h]
-    assert headers and headers[0]["X-Trace"] == "a\ufffdb"
     assert {url for *_, url in rows} == {receiver.url}
     metrics = client.get("/metrics").text
-    assert f'hookline_deliveries{{status="delivered"}} {float(len(ids))}' in metrics
+    assert f'hookline_deliveries{{status="delivered"}} {float(len(HOSTILE_BODIES))}' in metrics
 
 
-def test_the_test_button_records_a_reply_with_nul_bytes(app, auth_client, integration, receiver):
-    receiver.respond(Reply(200, reason="O\x00K", body=b"\x00\x01binary\xff"))
+def test_the_test_button_records_a_binary_reply(app, auth_client, integration, receiver):
+    receiver.respond(Reply(200, body=b"\x00\x01binary\xff"))
     response = auth_client.post("/settings/integrations/webhook/test", data={"event_type": "call_ended"},
                                 follow_redirects=True)
     assert response.status_code == 200
@@ -78,7 +84,20 @@ def test_the_test_button_records_a_reply_with_nul_bytes(app, auth_client, integr
         [delivery] = db.session.scalars(select(Delivery)).all()
         assert delivery.is_test and delivery.status == "delivered"
         [attempt] = delivery.attempts
-        assert attempt.response_body.startswith("\ufffd\x01binary")
+        assert attempt.response_body == "\ufffd\x01binary\ufffd"
+
+
+def test_the_test_button_records_a_reply_that_is_not_http(app, auth_client, integration, receiver):
+    receiver.respond(Reply(200, reason="O\x00K", body=b"\x00\x01binary\xff"))
+    response = auth_client.post("/settings/integrations/webhook/test", data={"event_type": "call_ended"},
+                                follow_redirects=True)
+    assert response.status_code == 200
+    assert len(receiver.requests) == 1
+    with app.app_context():
+        [delivery] = db.session.scalars(select(Delivery)).all()
+        assert delivery.is_test and delivery.status == "failed"
+        [attempt] = delivery.attempts
+        assert "NUL byte" in attempt.error_message
 
 
 def refuse_rows_containing(word):

@@ -43,8 +43,15 @@ def publish(event_type: str, payload: str, timestamp_utc: int | None) -> None:
         event_id = publish_event(event_type, data, timestamp_utc=timestamp_utc)
     except InvalidEvent as exc:
         raise click.BadParameter(str(exc), param_hint="--payload") from None
-    click.echo(json.dumps({"id": event_id, "event_type": event_type,
-                           "delivered": event_id is not None}))
+    click.echo(json.dumps(_published(event_id, event_type)))
+
+
+def _published(event_id, event_type: str, **extra) -> dict:
+    """One output line: published means queued in the outbox, not yet delivered."""
+    line = {"id": event_id, "event_type": event_type, **extra, "published": event_id is not None}
+    if event_id is None:
+        line["note"] = "the integration does not want this event (switched off or not subscribed)"
+    return line
 
 
 def call_lifecycle(call_id: int, direction: str, transcripts: int) -> list[tuple[str, dict]]:
@@ -79,8 +86,7 @@ def simulate_call(transcripts: int, direction: str, call_id: int | None) -> None
     call_id = call_id or random.randint(1000, 999999)
     for event_type, payload in call_lifecycle(call_id, direction, transcripts):
         event_id = publish_event(event_type, payload)
-        click.echo(json.dumps({"id": event_id, "event_type": event_type, "call_id": call_id,
-                               "delivered": event_id is not None}))
+        click.echo(json.dumps(_published(event_id, event_type, call_id=call_id)))
 
 
 class _ListenHandler(BaseHTTPRequestHandler):

@@ -1,4 +1,4 @@
-"""Every panel page at desktop and phone width: axe-core, layout, keyboard.
+"""Every panel page at desktop and phone width: axe-core, layout, keyboard, live stats.
 
 axe-core (bundled by axe-playwright-python) runs in the real page; a serious
 or critical violation fails the test with the rule, the element and axe's
@@ -211,4 +211,17 @@ def test_the_chart_keeps_its_table_alternative_at_phone_width(browser, live_serv
     size = page.locator("#outcome-chart .chart-x-axis text").first.evaluate(
         "t => t.getBoundingClientRect().height")
     assert size >= 9, f"axis labels are {size:.1f} px tall at {PHONE} px"
+    page.context.close()
+
+
+def test_the_stats_count_a_test_at_once(browser, live_server, admin, integration, receiver):
+    """The stats block refreshes when a Test is recorded, not at its next 5 s poll."""
+    page = new_page(browser, live_server, DESKTOP)
+    sign_in(page)
+    hits = page.locator('#delivery-stats [data-stat="hits"]')
+    expect(hits).to_have_text("0")
+    page.get_by_role("button", name="Test Webhook Integration").click()
+    expect(page.locator("#test-outcome")).to_contain_text("Received: 200 OK")
+    # Well inside the first poll (5 s after the page loaded).
+    expect(hits).to_have_text("1", timeout=1_500)
     page.context.close()

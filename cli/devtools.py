@@ -125,6 +125,19 @@ class _ListenHandler(BaseHTTPRequestHandler):
         pass
 
 
+def describe_repoint(before: tuple, url: str) -> str:
+    """Say what ``listen`` changed in the settings, and how to undo it."""
+    old_url, old_enabled, old_events = before
+    if (old_url, old_enabled, sorted(old_events)) == (url, True, sorted(EVENT_TYPES)):
+        return f"The integration already points at {url} with every event: nothing changed."
+    was = (f"it was {old_url} ({'enabled' if old_enabled else 'disabled'}, "
+           f"{len(old_events)} of {len(EVENT_TYPES)} events)") if old_url else "no URL was saved before"
+    undo = (f"\nTo point it back: flask webhook set --url '{old_url}' "
+            f"--{'enable' if old_enabled else 'disable'} --events {','.join(old_events) or 'all'}") if old_url else ""
+    return (f"Changed the Custom Webhook settings: URL {url}, enabled, all {len(EVENT_TYPES)} events "
+            f"({was}).{undo}\n(--no-configure leaves the settings alone.)")
+
+
 @click.command("listen")
 @click.option("--port", default=8765, show_default=True)
 @click.option("--configure/--no-configure", default=None,
@@ -143,10 +156,12 @@ def listen(port: int, configure: bool | None) -> None:
     settings = get_settings()
     url = f"http://127.0.0.1:{port}/webhook"
     if configure:
+        before = (settings.url, settings.enabled, list(settings.events or []))
         settings.url, settings.enabled, settings.events = url, True, list(EVENT_TYPES)
         if not settings.secret:
             settings.secret, settings.secret_shown = generate_secret(), True
         db.session.commit()
+        click.echo(describe_repoint(before, url))
     if not settings.secret:
         raise click.ClickException("No signing secret yet: save a URL in the panel first.")
     _ListenHandler.secret = settings.secret

@@ -2,7 +2,11 @@
 
 import html
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -206,3 +210,33 @@ def test_simulate_call_says_published_not_delivered(app, integration, receiver):
     assert receiver.requests == []  # published only: no worker has sent anything
     with app.app_context():
         assert len(db.session.scalars(select(Event)).all()) == 5
+
+
+def test_listen_says_what_it_changed_and_how_to_undo_it(app, integration, receiver):
+    from events import EVENT_TYPES
+    from models.settings import get_settings
+    from tests.conftest import free_port, worker_env
+
+    port = free_port()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "webhook", "listen",
+                             "--port", str(port), "--configure"],
+                            cwd=root, env=worker_env(app), stdout=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("Listening on"):
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+    url = f"http://127.0.0.1:{port}/webhook"
+    assert lines[0] == (f"Changed the Custom Webhook settings: URL {url}, enabled, all 6 events "
+                        f"(it was {receiver.url} (enabled, 6 of 6 events)).")
+    assert lines[1] == (f"To point it back: flask webhook set --url '{receiver.url}' --enable "
+                        f"--events {','.join(EVENT_TYPES)}")
+    assert lines[2] == "(--no-configure leaves the settings alone.)"
+    with app.app_context():
+        db.session.expire_all()
+        assert get_settings().url == url

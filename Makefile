@@ -1,10 +1,14 @@
 # Hookline: `make dev` runs it, `make test` tests it, `make bench` measures it.
 PYTHON ?= python3
+# make dev PORT=5001 serves the panel on another port.
+PORT ?= 5000
+# make listen LISTEN_PORT=8766 when 8765 is taken.
+LISTEN_PORT ?= 8765
 VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: dev test test-postgres bench listen simulate-call install clean
+.PHONY: dev test test-postgres bench listen simulate-call flask install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +28,13 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-## Run Redis (embedded), a worker and the panel on http://127.0.0.1:5000
+## Run Redis (embedded), a worker and the panel on http://127.0.0.1:$(PORT)
 dev: $(VENV)/.installed
-	HOOKLINE_ENV=development $(BIN)/flask dev
+	HOOKLINE_ENV=development $(BIN)/flask dev --port $(PORT)
+
+## Any operator command against the development setup: make flask ARGS="webhook show"
+flask: $(VENV)/.installed
+	HOOKLINE_ENV=development $(BIN)/flask $(ARGS)
 
 ## Run the whole test suite (SQLite; PostgreSQL too when HOOKLINE_TEST_DATABASE_URL is set)
 test: $(VENV)/.installed-test
@@ -37,7 +45,7 @@ bench: $(VENV)/.installed-bench
 
 ## In another terminal while `make dev` runs: a receiver that verifies signatures
 listen: $(VENV)/.installed
-	HOOKLINE_ENV=development $(BIN)/flask webhook listen
+	HOOKLINE_ENV=development $(BIN)/flask webhook listen --port $(LISTEN_PORT)
 
 ## In another terminal while `make dev` runs: publish a whole simulated call
 simulate-call: $(VENV)/.installed

@@ -144,6 +144,9 @@ def check_production_safety(config: dict) -> None:
     """Refuse to run production with the well-known development SECRET_KEY."""
     if config["HOOKLINE_ENV"] == "production" and config["SECRET_KEY"] == DEFAULT_SECRET_KEY:
         raise RuntimeError(
-            "SECRET_KEY is not set. Production refuses to start with the default key: "
-            "set SECRET_KEY (e.g. python -c 'import secrets; print(secrets.token_hex(32))')."
+            "SECRET_KEY is not set, and HOOKLINE_ENV is production (the default), which refuses "
+            "the default key. On a development checkout (after `make dev`) run commands with "
+            "HOOKLINE_ENV=development, e.g. `make flask ARGS='webhook show'`; a new SECRET_KEY there "
+            "could not read the secrets `make dev` stored. In production set SECRET_KEY once "
+            "(python -c 'import secrets; print(secrets.token_hex(32))') and keep it."
         )

@@ -68,12 +68,13 @@ def dev(port: int) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        # Stop the web server and worker first, Redis last (it flushes its AOF).
+        # One at a time, each awaited: the web server, then the worker (it finishes its
+        # job), Redis last (it flushes its AOF), so nothing is left talking to a gone Redis.
         for child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        for child in reversed(children):
             try:
                 child.wait(10)
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait()

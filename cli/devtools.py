@@ -43,8 +43,15 @@ def publish(event_type: str, payload: str, timestamp_utc: int | None) -> None:
         event_id = publish_event(event_type, data, timestamp_utc=timestamp_utc)
     except InvalidEvent as exc:
         raise click.BadParameter(str(exc), param_hint="--payload") from None
-    click.echo(json.dumps({"id": event_id, "event_type": event_type,
-                           "delivered": event_id is not None}))
+    click.echo(json.dumps(_published(event_id, event_type)))
+
+
+def _published(event_id, event_type: str, **extra) -> dict:
+    """One output line: published means queued in the outbox, not yet delivered."""
+    line = {"id": event_id, "event_type": event_type, **extra, "published": event_id is not None}
+    if event_id is None:
+        line["note"] = "the integration does not want this event (switched off or not subscribed)"
+    return line
 
 
 def call_lifecycle(call_id: int, direction: str, transcripts: int) -> list[tuple[str, dict]]:
@@ -79,8 +86,7 @@ def simulate_call(transcripts: int, direction: str, call_id: int | None) -> None
     call_id = call_id or random.randint(1000, 999999)
     for event_type, payload in call_lifecycle(call_id, direction, transcripts):
         event_id = publish_event(event_type, payload)
-        click.echo(json.dumps({"id": event_id, "event_type": event_type, "call_id": call_id,
-                               "delivered": event_id is not None}))
+        click.echo(json.dumps(_published(event_id, event_type, call_id=call_id)))
 
 
 class _ListenHandler(BaseHTTPRequestHandler):
@@ -119,6 +125,19 @@ class _ListenHandler(BaseHTTPRequestHandler):
         pass
 
 
+def describe_repoint(before: tuple, url: str) -> str:
+    """Say what ``listen`` changed in the settings, and how to undo it."""
+    old_url, old_enabled, old_events = before
+    if (old_url, old_enabled, sorted(old_events)) == (url, True, sorted(EVENT_TYPES)):
+        return f"The integration already points at {url} with every event: nothing changed."
+    was = (f"it was {old_url} ({'enabled' if old_enabled else 'disabled'}, "
+           f"{len(old_events)} of {len(EVENT_TYPES)} events)") if old_url else "no URL was saved before"
+    undo = (f"\nTo point it back: flask webhook set --url '{old_url}' "
+            f"--{'enable' if old_enabled else 'disable'} --events {','.join(old_events) or 'all'}") if old_url else ""
+    return (f"Changed the Custom Webhook settings: URL {url}, enabled, all {len(EVENT_TYPES)} events "
+            f"({was}).{undo}\n(--no-configure leaves the settings alone.)")
+
+
 @click.command("listen")
 @click.option("--port", default=8765, show_default=True)
 @click.option("--configure/--no-configure", default=None,
@@ -137,10 +156,12 @@ def listen(port: int, configure: bool | None) -> None:
     settings = get_settings()
     url = f"http://127.0.0.1:{port}/webhook"
     if configure:
+        before = (settings.url, settings.enabled, list(settings.events or []))
         settings.url, settings.enabled, settings.events = url, True, list(EVENT_TYPES)
         if not settings.secret:
             settings.secret, settings.secret_shown = generate_secret(), True
         db.session.commit()
+        click.echo(describe_repoint(before, url))
     if not settings.secret:
         raise click.ClickException("No signing secret yet: save a URL in the panel first.")
     _ListenHandler.secret = settings.secret

@@ -4,6 +4,7 @@ import secrets
 import sys
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
@@ -56,5 +57,8 @@ def ensure_admin(email: str) -> None:
     click.echo("  First run: an admin was created. Sign in with")
     click.echo(f"    email:    {email}")
     click.echo(f"    password: {password}")
-    click.echo("  (shown once; add more admins with `flask create-admin EMAIL`)")
+    # make dev is the usual first run: give the command that works from its checkout.
+    how = ("make flask ARGS='create-admin EMAIL'" if current_app.config["HOOKLINE_ENV"] == "development"
+           else "flask create-admin EMAIL")
+    click.echo(f"  (shown once; add more admins with `{how}`)")
     click.echo("")

@@ -152,8 +152,8 @@ def _strip_scope(ip):
 def _refusal(host, ip):
     kind = describe(ip)
     if host.strip("[]") == ip:
-        return f"{ip} is a {kind} address; not allowed"
-    return f"{host} resolves to {ip}, which is a {kind} address; not allowed"
+        return f"{ip} is a {kind} address"
+    return f"{host} resolves to {ip}, which is a {kind} address"
 
 
 def resolve_checked(host, port, allowed=()):

@@ -57,11 +57,13 @@ def redeliver(delivery_id: int) -> bool:
 
 
 def redeliver_failed_since(since: datetime, *, include_cancelled: bool = False) -> int:
-    """Queue again every failed delivery created at or after ``since`` (naive UTC).
+    """Queue again every failed real (not test) delivery created at or after ``since`` (naive UTC).
 
     With ``include_cancelled``, deliveries cancelled while the integration
     was off (or the event unsubscribed) go too; the drain cancels again those
     the settings still refuse. Returns how many were queued.
     """
     statuses = (FAILED, CANCELLED) if include_cancelled else (FAILED,)
-    return _requeue(Delivery.status.in_(statuses), Delivery.created_at >= since)
+    # Test deliveries were the Test button's one-off checks: never sent again in bulk.
+    return _requeue(Delivery.status.in_(statuses), Delivery.created_at >= since,
+                    Delivery.is_test == False)  # noqa: E712 ("= false" can use an index)

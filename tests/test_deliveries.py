@@ -365,7 +365,7 @@ def test_table_fragment_for_the_live_feed(auth_client, mixed):
 def test_stats_fragment_and_the_settings_page_panel(auth_client, mixed):
     fragment = auth_client.get(f"{LOG}/stats?range=7d&compact=1").text
     assert fragment.lstrip().startswith("<section id=\"delivery-stats\"")
-    assert 'hx-trigger="every 5s"' in fragment and fragment.count("data-bucket=") == 28
+    assert 'hx-trigger="every 5s, hookline:delivery-recorded from:body"' in fragment and fragment.count("data-bucket=") == 28
     assert 'id="recent-deliveries"' in fragment
     settings_page = auth_client.get("/settings/integrations/webhook").text
     panel = settings_page[settings_page.index('id="webhook-deliveries-panel"'):]
@@ -408,7 +408,8 @@ def test_detail_shows_envelope_headers_and_every_attempt(auth_client, app, integ
     attempt1 = html[html.index('id="attempt-1"'):]
     assert "boom &lt;b&gt;1&lt;/b&gt;" in attempt1  # the body, escaped
     assert "X-Trace" in attempt1 and "t-1" in attempt1
-    assert '<code class="text-danger">http_status</code>' in attempt1
+    assert '<span class="fw-semibold">Error:</span> HTTP 500 from receiver' in attempt1
+    assert "http_status" not in attempt1  # the plain words, not the error kind's code
     assert auth_client.get(f"{LOG}/999").status_code == 404
 
 
@@ -469,12 +470,15 @@ def test_redeliver_failed_since(auth_client, app, integration):
         recent = [add_delivery(now - timedelta(minutes=m), "failed") for m in (50, 20)]
         cancelled = add_delivery(now - timedelta(minutes=30), "cancelled")
         delivered = add_delivery(now - timedelta(minutes=10), "delivered")
+        failed_tests = [add_delivery(now - timedelta(minutes=5), status, is_test=True)
+                        for status in ("failed", "cancelled")]
     since = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
 
     response = auth_client.post(f"{LOG}/redeliver-failed", data={"since": since})
     assert response.status_code == 302
     assert "Queued 2 failed deliveries created since" in auth_client.get(LOG).text
     assert [load(app, i).status for i in recent] == ["pending", "pending"]
+    assert [load(app, i).status for i in failed_tests] == ["failed", "cancelled"]  # tests stay
     assert load(app, old).status == "failed"  # before "since"
     assert load(app, cancelled).status == "cancelled"
     assert load(app, delivered).status == "delivered"
@@ -482,6 +486,7 @@ def test_redeliver_failed_since(auth_client, app, integration):
     auth_client.post(f"{LOG}/redeliver-failed", data={"since": since, "include_cancelled": "y"})
     assert "Queued 1 failed or cancelled delivery" in auth_client.get(LOG).text
     assert load(app, cancelled).status == "pending"
+    assert [load(app, i).status for i in failed_tests] == ["failed", "cancelled"]
 
     auth_client.post(f"{LOG}/redeliver-failed", data={"since": since})
     assert "nothing was queued" in auth_client.get(LOG).text

@@ -34,7 +34,7 @@ from wtforms.validators import InputRequired
 
 from events import EVENT_TYPES
 from models import db, utcnow
-from models.events import OPEN_STATES, STATES, Attempt, Delivery, is_open
+from models.events import OPEN_STATES, STATES, Attempt, Delivery, Event, is_open
 from models.settings import get_settings
 from tasks.redeliver import REDELIVERABLE, redeliver, redeliver_failed_since
 from tasks.retry import max_attempts
@@ -46,6 +46,8 @@ PAGE_SIZE = 50
 #: The "Recent deliveries" list on the settings page.
 RECENT = 5
 KINDS = {"real": False, "test": True}
+#: Event ids (the webhook-id header) look like ``msg_…``; call ids never do.
+WEBHOOK_ID_PREFIX = "msg_"
 #: Chart colours (Bootstrap's success, danger, warning and secondary).
 COLOURS = {"delivered": "#198754", "failed": "#dc3545", "open": "#ffc107", "cancelled": "#6c757d"}
 
@@ -107,7 +109,12 @@ class LogFilter:
             where.append(Delivery.status == self.status)
         if self.event_type:
             where.append(Delivery.event_type == self.event_type)
-        if self.call_id:
+        if self.call_id.startswith(WEBHOOK_ID_PREFIX):
+            # The search box also takes a webhook-id (the receiver's view of an event):
+            # events.id is unique, so this is one index lookup.
+            where.append(Delivery.event_seq == select(Event.seq).where(Event.id == self.call_id)
+                         .scalar_subquery())
+        elif self.call_id:
             where.append(Delivery.call_id == self.call_id)
         if self.kind:
             # "= true", not "IS TRUE": PostgreSQL only uses the index for "=".

@@ -17,6 +17,10 @@ from tasks.testsend import CannotTest, describe, send_test
 DEFAULT_TEST_EVENT = "call_initiated"
 #: Where the no-JavaScript Test button leaves its result for the next page view.
 TEST_RESULT_KEY = "webhook_test_delivery"
+#: ... and why it sent nothing, when it could not.
+TEST_PROBLEM_KEY = "webhook_test_problem"
+#: The htmx event a recorded test fires; the stats block listens for it.
+DELIVERY_RECORDED = "hookline:delivery-recorded"
 
 bp = Blueprint("settings", __name__, url_prefix="/settings/integrations/webhook")
 
@@ -53,8 +57,12 @@ def _last_test():
     return delivery
 
 
-def _render(form, settings, status=200):
-    """Render the page; reveal the signing secret if it has never been shown."""
+def _render(form, settings, status=200, unsaved=False):
+    """Render the page; reveal the signing secret if it has never been shown.
+
+    ``unsaved`` says the form differs from what is saved (a refused Save), so
+    the note that the Test uses the saved settings is shown at once.
+    """
     if settings.previous_secret and not settings.rotation_in_progress():
         clear_expired_secret()
         db.session.commit()
@@ -75,7 +83,9 @@ def _render(form, settings, status=200):
         test_event=last_test.event_type if last_test else DEFAULT_TEST_EVENT,
         test_delivery=last_test,
         test_outcome=describe(last_test.attempts[-1]) if last_test else None,
+        test_problem=session.pop(TEST_PROBLEM_KEY, None),
         rotating=settings.rotation_in_progress(),
+        unsaved=unsaved,
     )
     return page, status
 
@@ -101,10 +111,12 @@ def save():
             entry.form.name.errors = entry.form.value.errors = []
         form.headers_error = None
         form.headers.append_entry({"name": "", "value": ""})
-        return _render(form, settings)
+        return _render(form, settings, unsaved=True)
     if not form.validate():
         flash("Nothing was saved: please correct the fields marked below.", "danger")
-        return _render(form, settings, 400)
+        if not len(form.headers):
+            form.headers.append_entry({"name": "", "value": ""})  # as on GET: a row to type in
+        return _render(form, settings, 400, unsaved=True)
     created = apply_settings(
         settings,
         enabled=form.enabled.data,
@@ -140,11 +152,14 @@ def test():
             problem = str(exc)
 
     if request.headers.get("HX-Request") == "true":
-        return render_template(
+        fragment = render_template(
             "settings/_test_result.html", test_outcome=outcome, test_delivery=delivery, test_problem=problem
         )
+        # The stats block below refreshes at once on this event instead of at its next poll.
+        return fragment, 200, {"HX-Trigger": DELIVERY_RECORDED} if delivery else {}
     if problem:
-        flash(f"Test not sent: {problem}", "warning")
+        # Shown once, in place of the Test's result (a flash would repeat the page's own note).
+        session[TEST_PROBLEM_KEY] = problem
     else:
         flash(f"Test {event_type} sent — {outcome.headline}", outcome.level)
         # Only the id travels in the session cookie: a reply body could overflow it.

@@ -127,10 +127,10 @@ HITS_TTL = 600
 def hits_key() -> str:
     """The Redis key caching this database's hits: HITS_KEY + a digest of the database URL.
 
-    The digest (not the URL) keeps passwords out of Redis; the URL includes
-    PostgreSQL's search_path option, so two schemas get two keys.
+    The URL without its password (which may change; the database does not),
+    with PostgreSQL's search_path option if any, so two schemas get two keys.
     """
-    url = db.engine.url.render_as_string(hide_password=False)
+    url = db.engine.url.render_as_string(hide_password=True)
     return f"{HITS_KEY}:{hashlib.sha256(url.encode()).hexdigest()[:16]}"
 
 
@@ -142,9 +142,9 @@ def count_hits() -> int:
     by the retention prune, which forgets the cached figure (and it expires
     after HITS_TTL anyway); without Redis this is a plain COUNT(*).
     """
-    redis_client = get_redis()
+    redis_client, key = get_redis(), hits_key()
     try:
-        cached = redis_client.get(hits_key())
+        cached = redis_client.get(key)
     except redis.exceptions.ConnectionError:
         redis_client, cached = None, None
     base, counted_up_to = (int(part) for part in cached.split(b":")) if cached else (0, 0)
@@ -154,7 +154,7 @@ def count_hits() -> int:
     total = base + new
     if redis_client is not None and newest is not None:
         try:
-            redis_client.set(hits_key(), f"{total}:{newest}", ex=HITS_TTL)
+            redis_client.set(key, f"{total}:{newest}", ex=HITS_TTL)
         except redis.exceptions.ConnectionError:
             pass
     return total

@@ -11,6 +11,7 @@ An explicit environment variable always beats the environment's default.
 """
 
 import os
+from datetime import timedelta
 
 VERSION = "0.1.0"
 DEFAULT_SECRET_KEY = "dev-insecure-change-me"
@@ -24,16 +25,19 @@ _ENV_DEFAULTS = {
         "HOOKLINE_REQUIRE_HTTPS": True,
         "HOOKLINE_ALLOWED_NETWORKS": "",
         "SESSION_COOKIE_SECURE": True,
+        "REMEMBER_COOKIE_SECURE": True,
     },
     "development": {
         "HOOKLINE_REQUIRE_HTTPS": False,
         "HOOKLINE_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
         "SESSION_COOKIE_SECURE": False,
+        "REMEMBER_COOKIE_SECURE": False,
     },
     "testing": {
         "HOOKLINE_REQUIRE_HTTPS": False,
         "HOOKLINE_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
         "SESSION_COOKIE_SECURE": False,
+        "REMEMBER_COOKIE_SECURE": False,
         "TESTING": True,
         "WTF_CSRF_ENABLED": False,
     },
@@ -124,6 +128,11 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
         "HOOKLINE_LOGIN_WINDOW_SECONDS": int(environ.get("HOOKLINE_LOGIN_WINDOW_SECONDS", "900")),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
+        # "Keep me signed in": two weeks, never readable by scripts or sent
+        # cross-site; signing out anywhere ends it (User.session_token).
+        "REMEMBER_COOKIE_DURATION": timedelta(days=14),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_ENABLED": True,
         "TESTING": False,
     }

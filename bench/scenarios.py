@@ -179,7 +179,9 @@ def drain_jobs(ctx: Context) -> int:
     """Jobs the Hookline workers have finished so far (RQ keeps the count per worker)."""
     from rq import Queue, Worker
 
-    queue = Queue(ctx.app.config["HOOKLINE_QUEUE"], connection=ctx.redis.client)
+    from tasks.jobs import SERIALIZER
+
+    queue = Queue(ctx.app.config["HOOKLINE_QUEUE"], connection=ctx.redis.client, serializer=SERIALIZER)
     return sum(w.successful_job_count for w in Worker.all(queue=queue))
 
 

@@ -1,5 +1,6 @@
 """``flask create-admin`` and ``flask ensure-admin``."""
 
+import json
 import secrets
 import sys
 
@@ -41,7 +42,7 @@ def create_admin(email: str, password_stdin: bool) -> None:
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     user = _add_user(email, password)
-    click.echo(f'{{"created": "{user.email}"}}')
+    click.echo(json.dumps({"created": user.email}))
 
 
 @click.command("ensure-admin")

@@ -61,6 +61,12 @@ def init_app(app) -> None:
 
     crypto.init_app(app)
     if _has_a_pool(app.config["SQLALCHEMY_DATABASE_URI"]):
+        options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+        if make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name() != "sqlite":
+            # A connection the server dropped (a PostgreSQL restart) is replaced
+            # when checked out, instead of failing the request that got it.
+            # A SQLite file has no server to drop it: no ping there.
+            options.setdefault("pool_pre_ping", True)
         # The pool hands out the connection returned last (LIFO). With the
         # default FIFO queue, a process that once had several connections
         # out (the bench's four publishing threads) afterwards rotated one
@@ -68,7 +74,7 @@ def init_app(app) -> None:
         # single publishing thread then ran ~10% slower on SQLite (2,540-2,900
         # against 3,060-3,280 publishes/s in bench line 3, 20,000 events
         # 2,745 against 3,040) and ~5% on PostgreSQL.
-        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("pool_use_lifo", True)
+        options.setdefault("pool_use_lifo", True)
     db.init_app(app)
     # Importing registers the tables on Base.metadata (for create_all and Alembic).
     from models import events, settings, users  # noqa: F401

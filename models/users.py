@@ -1,6 +1,7 @@
 """Panel users (tenant admins) and the engine's API tokens."""
 
 import hashlib
+import logging
 import secrets
 from datetime import datetime
 
@@ -10,6 +11,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from models import db, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def new_session_token() -> str:
+    """A fresh random value for ``User.session_token``."""
+    return secrets.token_urlsafe(32)
 
 
 class User(UserMixin, db.Model):
@@ -21,13 +29,31 @@ class User(UserMixin, db.Model):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: What the session and the remember-me cookie carry instead of the id:
+    #: a new value at sign-out makes every cookie issued before it worthless.
+    session_token: Mapped[str] = mapped_column(String(64), unique=True, index=True,
+                                               default=new_session_token)
+
+    def get_id(self) -> str:
+        """Flask-Login's key for this user in cookies: the current session token."""
+        return self.session_token
+
+    def end_all_sessions(self) -> None:
+        """Rotate the session token: every session and remember cookie so far stops working."""
+        self.session_token = new_session_token()
+
+    @staticmethod
+    def by_session_token(token: str) -> "User | None":
+        """The user whose current session token is ``token``, if any."""
+        return db.session.scalar(select(User).where(User.session_token == token))
 
     def set_password(self, password: str) -> None:
         """Store a salted hash of ``password`` (werkzeug's scrypt)."""
         self.password_hash = generate_password_hash(password)
 
     def check_password(self, password: str) -> bool:
-        """True when ``password`` matches the stored hash."""
+        """True when ``password`` matches the stored hash (logged at DEBUG: each check costs a hash)."""
+        log.debug("password checked for user %s", self.id)
         return check_password_hash(self.password_hash, password)
 
     @staticmethod

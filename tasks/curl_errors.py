@@ -113,7 +113,7 @@ def describe_lookup_error(exc, url, deadline):
 def describe_vetoed(host, ip):
     """Message for a connect the sender refused because ``ip`` was not among the checked addresses."""
     if not netguard.is_allowed(ip):
-        return "address_not_allowed", f"Address not allowed: {ip} is a {netguard.describe(ip)} address"
+        return "address_not_allowed", f"Address not allowed: {ip} is {netguard.a_or_an(netguard.describe(ip))} address"
     return "address_not_allowed", f"Address not allowed: {ip} is not an address {host} was checked to have"
 
 

@@ -39,13 +39,18 @@ DEFAULT_BLOCKED = [
     _net("::1/128"),  # loopback
     _net("fc00::/7"),  # unique local (private)
     _net("fe80::/10"),  # link-local
+    _net("fec0::/10"),  # site-local (deprecated, still routed inside some sites)
     _net("ff00::/8"),  # multicast
     _net("64:ff9b::/96"),  # NAT64: would reach any IPv4 address, private ones too
     _net("2001:db8::/32"),  # documentation
     # Beyond the classic list: ways of smuggling an IPv4 address inside IPv6.
     _net("::/96"),  # deprecated IPv4-compatible addresses (::127.0.0.1)
     _net("64:ff9b:1::/48"),  # local-use NAT64
+    _net("::ffff:0:0:0/96"),  # IPv4-translated (SIIT): ::ffff:0:169.254.169.254
 ]
+
+#: IPv4-translated addresses (RFC 2765) carry an IPv4 address in their last 32 bits.
+_TRANSLATED = _net("::ffff:0:0:0/96")
 
 # A human label for each kind of refused address, used in error messages.
 _LABELS = [
@@ -53,6 +58,7 @@ _LABELS = [
     ("::1/128", "loopback"),
     ("169.254.0.0/16", "link-local"),
     ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local"),
     ("10.0.0.0/8", "private"),
     ("172.16.0.0/12", "private"),
     ("192.168.0.0/16", "private"),
@@ -98,10 +104,12 @@ def parse_networks(text):
 
 
 def _embedded_ipv4(addr):
-    """Return the IPv4 address hidden in an IPv4-mapped or 6to4 address."""
-    if addr.version == 6:
-        return addr.ipv4_mapped or addr.sixtofour
-    return None
+    """Return the IPv4 address hidden in an IPv4-mapped, IPv4-translated or 6to4 address."""
+    if addr.version != 6:
+        return None
+    if addr in _TRANSLATED:
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    return addr.ipv4_mapped or addr.sixtofour
 
 
 def _candidates(ip):
@@ -149,11 +157,16 @@ def _strip_scope(ip):
     return ip.split("%", 1)[0]
 
 
+def a_or_an(word):
+    """``word`` with its indefinite article: "an unspecified", "a loopback"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def _refusal(host, ip):
-    kind = describe(ip)
+    kind = a_or_an(describe(ip))
     if host.strip("[]") == ip:
-        return f"{ip} is a {kind} address"
-    return f"{host} resolves to {ip}, which is a {kind} address"
+        return f"{ip} is {kind} address"
+    return f"{host} resolves to {ip}, which is {kind} address"
 
 
 def resolve_checked(host, port, allowed=()):

@@ -76,7 +76,11 @@ def _write_postgresql(engine, values: dict, wait_for_flush: bool) -> bool:
     ~100 us of the engine's CPU per publish, as much as the statement.
     """
     sql = _insert_both_sql(engine.dialect, wait_for_flush)
-    raw = engine.raw_connection()
+    dbapi = engine.dialect.dbapi
+    try:
+        raw = engine.raw_connection()
+    except dbapi.Error as exc:  # the server is down: the same SQLAlchemy error as elsewhere
+        raise DBAPIError.instance(None, None, exc, dbapi.Error) from exc
     try:
         connection = raw.driver_connection
         connection.autocommit = True
@@ -86,7 +90,6 @@ def _write_postgresql(engine, values: dict, wait_for_flush: bool) -> bool:
         connection.autocommit = False
     except BaseException as exc:
         raw.invalidate()  # in an unknown state: the pool must not hand it out again
-        dbapi = engine.dialect.dbapi
         if isinstance(exc, dbapi.Error):  # the SQLAlchemy error the rest of the app would raise
             raise DBAPIError.instance(sql, values, exc, dbapi.Error) from exc
         raise

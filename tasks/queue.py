@@ -33,6 +33,8 @@ import redis
 from flask import current_app
 from rq import Queue
 
+from tasks.jobs import SERIALIZER, HooklineJob
+
 log = logging.getLogger(__name__)
 
 DRAIN_FLAG = "hookline:drain-queued"
@@ -57,8 +59,9 @@ def get_redis() -> redis.Redis:
 
 
 def get_queue() -> Queue:
-    """The ``hookline`` RQ queue (drain jobs and engine-enqueued publishes)."""
-    return Queue(current_app.config["HOOKLINE_QUEUE"], connection=get_redis())
+    """The ``hookline`` RQ queue (drain jobs and engine-enqueued publishes), JSON jobs only."""
+    return Queue(current_app.config["HOOKLINE_QUEUE"], connection=get_redis(),
+                 serializer=SERIALIZER, job_class=HooklineJob)
 
 
 def _enqueue_drain(helper: bool = False) -> None:

@@ -6,6 +6,7 @@ PostgreSQL: windows are ranges on indexed timestamp columns compared with
 bound parameters, never DB-specific date functions.
 """
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -117,9 +118,20 @@ def outcome_of(status: str) -> str:
 
 
 #: "<count>:<highest delivery id counted>", so the next count reads only newer rows.
+#: One key per database (see :func:`hits_key`): several Hookline databases may share a Redis.
 HITS_KEY = "hookline:hits"
 #: The cached count is rebuilt at least this often, whatever happens.
 HITS_TTL = 600
+
+
+def hits_key() -> str:
+    """The Redis key caching this database's hits: HITS_KEY + a digest of the database URL.
+
+    The URL without its password (which may change; the database does not),
+    with PostgreSQL's search_path option if any, so two schemas get two keys.
+    """
+    url = db.engine.url.render_as_string(hide_password=True)
+    return f"{HITS_KEY}:{hashlib.sha256(url.encode()).hexdigest()[:16]}"
 
 
 def count_hits() -> int:
@@ -130,9 +142,9 @@ def count_hits() -> int:
     by the retention prune, which forgets the cached figure (and it expires
     after HITS_TTL anyway); without Redis this is a plain COUNT(*).
     """
-    redis_client = get_redis()
+    redis_client, key = get_redis(), hits_key()
     try:
-        cached = redis_client.get(HITS_KEY)
+        cached = redis_client.get(key)
     except redis.exceptions.ConnectionError:
         redis_client, cached = None, None
     base, counted_up_to = (int(part) for part in cached.split(b":")) if cached else (0, 0)
@@ -142,7 +154,7 @@ def count_hits() -> int:
     total = base + new
     if redis_client is not None and newest is not None:
         try:
-            redis_client.set(HITS_KEY, f"{total}:{newest}", ex=HITS_TTL)
+            redis_client.set(key, f"{total}:{newest}", ex=HITS_TTL)
         except redis.exceptions.ConnectionError:
             pass
     return total
@@ -150,7 +162,7 @@ def count_hits() -> int:
 
 def forget_hits() -> None:
     """Deliveries were deleted: the next count_hits() counts them all again."""
-    get_redis().delete(HITS_KEY)
+    get_redis().delete(hits_key())
 
 
 def nth_duration(window, rank: int, count: int) -> float | None:

@@ -23,6 +23,7 @@ from rq import SimpleWorker
 
 from tasks import maintenance
 from tasks.drain import Drainer, has_due_work
+from tasks.jobs import SERIALIZER, HooklineJob, refusal
 from tasks.queue import get_queue, get_redis, wake
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,25 @@ HEARTBEAT_TTL = 60
 
 
 class HooklineWorker(SimpleWorker):
-    """A SimpleWorker that runs each job inside the Flask app's context."""
+    """A SimpleWorker that runs each job inside the Flask app's context.
+
+    JSON jobs only, and only Hookline's own functions (see tasks.jobs): any
+    other job fails, with a log line saying why, and runs nothing.
+    """
 
     def __init__(self, *args, flask_app, **kwargs):
+        kwargs.setdefault("serializer", SERIALIZER)
+        kwargs.setdefault("job_class", HooklineJob)
         super().__init__(*args, **kwargs)
         self.flask_app = flask_app
 
     def perform_job(self, job, queue):
         """Give the job an app context (and so a fresh database session)."""
+        reason = refusal(job)
+        if reason:
+            # RQ then fails the job (HooklineJob.perform raises): it lands in
+            # the failed registry, nothing of it imported or called.
+            log.error("refused a job on queue %s: %s", queue.name, reason)
         with self.flask_app.app_context():
             return super().perform_job(job, queue)
 

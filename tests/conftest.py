@@ -45,14 +45,21 @@ def redis_server_binary() -> str:
         return found
 
 
-def start_redis_server(port: int, workdir) -> subprocess.Popen:
-    """Start a memory-only redis-server on 127.0.0.1:``port`` and wait until it answers."""
+def start_redis_server(port: int, workdir, *, password: str | None = None,
+                       unixsocket: str | None = None) -> subprocess.Popen:
+    """Start a memory-only redis-server on 127.0.0.1:``port`` and wait until it answers.
+
+    ``password`` turns on requirepass; ``unixsocket`` listens on that path too.
+    """
+    extra = ["--requirepass", password] if password else []
+    if unixsocket:
+        extra += ["--unixsocket", str(unixsocket), "--unixsocketperm", "700"]
     proc = subprocess.Popen(
         [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+         "--save", "", "--appendonly", "no", "--dir", str(workdir), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    client = redis.Redis(port=port)
+    client = redis.Redis(port=port, password=password)
     for _ in range(200):
         try:
             client.ping()

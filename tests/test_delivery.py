@@ -11,6 +11,7 @@ import time
 import pytest
 import redis
 from rq import Queue
+from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -164,8 +165,10 @@ def test_receiver_that_never_answers_is_cut_at_ten_seconds(app, integration, rec
 def test_engine_enqueues_publish_by_dotted_path(app, integration, receiver, start_worker):
     start_worker()
     payload = example_envelope("call_ended")["payload"]
-    Queue("hookline", connection=redis.Redis.from_url(app.config["REDIS_URL"])).enqueue(
-        "tasks.publish_event", "call_ended", payload, timestamp_utc=1760084597)
+    # The engine's way, as README shows it: the dotted path, JSON-serialized.
+    Queue("hookline", connection=redis.Redis.from_url(app.config["REDIS_URL"]),
+          serializer=JSONSerializer).enqueue("tasks.publish_event", "call_ended", payload,
+                                             timestamp_utc=1760084597)
     request = receiver.wait_for(1)[0]
     body = json.loads(request.body)
     assert body == {"event_type": "call_ended", "timestamp_utc": 1760084597, "payload": payload, "is_test": False}

@@ -20,6 +20,7 @@ from datetime import timedelta
 import pytest
 import redis
 from rq import Queue
+from rq.serializers import JSONSerializer
 from sqlalchemy import update
 
 from events import example_envelope
@@ -78,7 +79,8 @@ def test_a_publishing_process_wakes_a_worker_before_it_exits(app, integration):
 
 
 def _helpers_queued(app):
-    queue = Queue("hookline", connection=redis.Redis.from_url(app.config["REDIS_URL"]))
+    queue = Queue("hookline", connection=redis.Redis.from_url(app.config["REDIS_URL"]),
+                  serializer=JSONSerializer)
     return sum(1 for job in queue.jobs if job.kwargs.get("helper"))
 
 

@@ -15,6 +15,9 @@ REFUSED_HOSTS = [
     "192.168.1.1", "169.254.169.254", "100.64.0.1", "224.0.0.1", "240.0.0.1",
     "255.255.255.255", "[::1]", "[fc00::1]", "[fd12:3456::1]", "[fe80::1]", "[::ffff:127.0.0.1]",
     "[::ffff:10.0.0.1]", "[::]",
+    "[fec0::1]",             # site-local
+    "[::ffff:0:a9fe:a9fe]",  # IPv4-translated 169.254.169.254
+    "[::ffff:0:7f00:1]",     # IPv4-translated 127.0.0.1
     "2130706433",      # decimal 127.0.0.1
     "0x7f000001",      # hex
     "0177.0.0.1",      # octal
@@ -39,6 +42,18 @@ def test_refused_when_saved(auth_client, app, host):
     assert "Address not allowed" in response.text
     with app.app_context():
         assert get_settings().url is None
+
+
+@pytest.mark.parametrize("host, message", [
+    ("[::]", ":: is an unspecified address"),
+    ("[fec0::1]", "fec0::1 is a site-local address"),
+    ("[::ffff:0:a9fe:a9fe]", "::ffff:0:a9fe:a9fe is a link-local address"),
+])
+def test_refusal_names_the_kind_of_address(auth_client, host, message):
+    response = auth_client.post("/settings/integrations/webhook", data={
+        "enabled": "y", "url": f"https://{host}/hook", "events": ["call_ended"], "save": "Save"})
+    assert response.status_code == 400
+    assert message in response.text
 
 
 def test_refused_by_the_cli(app):

@@ -1,5 +1,11 @@
-"""Sign in and out of the panel (Flask-Login, email + password)."""
+"""Sign in and out of the panel (Flask-Login, email + password).
 
+Cookies carry the user's session token, not the user's id (``User.get_id``),
+and signing out rotates it: a session or remember-me cookie captured before
+a sign-out opens nothing after it.
+"""
+
+import logging
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -10,6 +16,7 @@ from views import throttle
 from models import db
 from models.users import User
 
+log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
@@ -23,9 +30,9 @@ def init_app(app) -> None:
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    """Flask-Login's hook: the user stored in the session cookie."""
-    return db.session.get(User, int(user_id))
+def load_user(session_token: str) -> User | None:
+    """Flask-Login's hook: the user whose current session token the cookie holds."""
+    return User.by_session_token(session_token)
 
 
 def _safe_next(target: str | None) -> str:
@@ -51,18 +58,21 @@ def login():
     status = 200
     if form.validate_on_submit():
         email, address = form.email.data, request.remote_addr or "unknown"
-        wait = throttle.retry_after(email, address)
+        # Counted before the password is checked, so parallel guesses cannot slip past.
+        wait = throttle.hit(email, address)
         if wait:
             minutes = max(1, round(wait / 60))
             form.password.errors.append(
                 f"Too many sign-in attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}.")
             return render_template("auth/login.html", form=form), 429, {"Retry-After": str(wait)}
         user = User.by_email(email)
-        if user is not None and user.check_password(form.password.data):
-            throttle.record_success(email)
+        correct = user is not None and user.check_password(form.password.data)
+        log.info("sign-in attempt for %r from %s: %s", email, address,
+                 "signed in" if correct else "wrong email or password")
+        if correct:
+            throttle.record_success(email, address)
             login_user(user, remember=form.remember.data)
             return redirect(_safe_next(request.args.get("next")))
-        throttle.record_failure(email, address)
         # One message for both cases: do not reveal which emails exist.
         form.password.errors.append("Wrong email or password.")
     if form.errors:
@@ -73,8 +83,10 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    """Sign out (a POST with CSRF, so another site cannot sign you out)."""
+    """Sign out everywhere (a POST with CSRF, so another site cannot sign you out)."""
     if ConfirmForm().validate_on_submit():
+        current_user.end_all_sessions()
+        db.session.commit()
         logout_user()
         flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))

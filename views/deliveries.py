@@ -139,7 +139,8 @@ class Page:
 def _int_arg(name: str) -> int | None:
     """A positive integer query parameter, or None."""
     value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
+    # isdigit() alone accepts "²", which int() refuses.
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
 
 
 def log_page(where: list, before: int | None = None, after: int | None = None,

@@ -1,4 +1,6 @@
-"""Response headers that keep the panel out of frames and scripts out of pages."""
+"""Response headers that keep the panel out of frames, scripts out of pages and pages out of caches."""
+
+from flask import request
 
 # No inline scripts anywhere: every script is a file under static/. Inline
 # styles stay allowed (Bootstrap utilities and the SVG chart use them; they
@@ -25,6 +27,10 @@ def init_app(app) -> None:
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if request.endpoint != "static":
+            # Panel pages show secrets once (a new signing secret, a token):
+            # no browser or proxy may keep a copy, nor replay one after sign-out.
+            response.headers["Cache-Control"] = "no-store"
         if app.config["HOOKLINE_ENV"] == "production":
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response

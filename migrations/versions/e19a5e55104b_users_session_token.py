@@ -1,7 +1,7 @@
 """users.session_token: what session and remember-me cookies carry; rotated at sign-out
 
 Revision ID: e19a5e55104b
-Revises: 7c1f0e2a9b44
+Revises: a16e0c3d5b21
 Create Date: 2026-12-06 01:20:00
 
 Added nullable, filled with a random token for every existing user, then
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'e19a5e55104b'
-down_revision = '7c1f0e2a9b44'
+down_revision = 'a16e0c3d5b21'
 branch_labels = None
 depends_on = None
 

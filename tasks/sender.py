@@ -36,7 +36,6 @@ import http.client
 import itertools
 import logging
 import os
-import re
 import select
 import socket
 import ssl
@@ -48,39 +47,16 @@ from urllib.parse import quote, urlsplit
 
 import certifi
 
+# The custom headers' rules (reserved names, valid names and values) are the
+# settings' own: one list for the form, the CLI and the sender.
+from models.rules import RESERVED_HEADERS, is_reserved_header, is_sendable_header  # noqa: F401
+
 from . import netguard
 
 log = logging.getLogger(__name__)
 
 #: How much of a receiver's reply is kept (and read).
 BODY_LIMIT = 4096
-
-# Header names the caller may not set through custom headers: framing and
-# identity headers we own, plus every webhook-* name so a custom header can
-# never forge or shadow the signature.  Accept-Encoding is reserved too: we
-# never decompress replies (bounded work, no zip bombs), so http.client's
-# "Accept-Encoding: identity" must stand.  The hop-by-hop names would only
-# confuse the exchange.
-RESERVED_HEADERS = frozenset(
-    {
-        "host",
-        "content-type",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "user-agent",
-        "accept-encoding",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-    }
-)
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-# CR, LF and NUL would split or truncate the header block; the other control
-# characters have no business in a header either.
-_BAD_VALUE_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
 
 @dataclass
 class SendResult:
@@ -101,22 +77,10 @@ class SendResult:
 # -- headers -----------------------------------------------------------------
 
 
-def is_reserved_header(name):
-    """Return True if ``name`` may not be set through custom headers."""
-    lowered = name.lower()
-    return lowered in RESERVED_HEADERS or lowered.startswith("webhook-")
-
-
 def _header_is_safe(name, value):
     # Defence in depth: the form validates headers too, but a row written by
     # an older version or by hand must not be able to inject a header line.
-    if not _TOKEN.match(name) or _BAD_VALUE_CHAR.search(value):
-        return False
-    try:
-        value.encode("latin-1")  # what http.client will do with it
-    except UnicodeEncodeError:
-        return False
-    return True
+    return is_sendable_header(name, value)
 
 
 def _header_items(headers):

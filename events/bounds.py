@@ -18,6 +18,7 @@ MAX_DEPTH = 32
 #: Python's limit for int <-> str conversion (sys.get_int_max_str_digits()).
 MAX_INT_DIGITS = 4300
 _INT_LIMIT = 10**MAX_INT_DIGITS
+TOO_LONG = f"is an integer of more than {MAX_INT_DIGITS:,} digits (write it as a string)"
 # NUL cannot be stored in PostgreSQL text; a lone surrogate cannot be encoded as UTF-8.
 _BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
 
@@ -48,7 +49,7 @@ def loads(text: str):
 def problem(value) -> str | None:
     """What is wrong with one scalar JSON value, or None (containers are walked, not judged)."""
     if isinstance(value, IntegerTooLong):
-        return f"is an integer of {len(value.lstrip('-')):,} digits; the limit is {MAX_INT_DIGITS:,}"
+        return TOO_LONG
     if isinstance(value, str):
         if bad := _BAD_CHAR.search(value):
             char = bad.group()
@@ -59,7 +60,7 @@ def problem(value) -> str | None:
         return None
     if isinstance(value, int):
         if value >= _INT_LIMIT or value <= -_INT_LIMIT:
-            return f"is an integer of more than {MAX_INT_DIGITS:,} digits"
+            return TOO_LONG
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{value!r} is not a JSON number (NaN and Infinity are refused)"

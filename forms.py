@@ -1,11 +1,8 @@
-"""Flask-WTF forms and the settings rules they share with the CLI.
+"""Flask-WTF forms.
 
-The rules live in :func:`check_settings` as plain Python so that
-``flask webhook set`` refuses exactly what the panel refuses.
+The settings' rules live in models/rules.py as plain Python, so that ``flask
+webhook set`` and the sender refuse exactly what the panel refuses.
 """
-
-import re
-from urllib.parse import urlsplit
 
 from flask import current_app
 from flask_wtf import FlaskForm
@@ -15,6 +12,7 @@ from wtforms import (
     FieldList,
     Form,
     FormField,
+    HiddenField,
     PasswordField,
     SelectMultipleField,
     StringField,
@@ -23,120 +21,17 @@ from wtforms import (
 )
 from wtforms.validators import InputRequired, Length
 
-from events import CATALOG, EVENT_TYPES
-from tasks.netguard import AddressNotAllowed, check_url_host, parse_networks
-
-MAX_URL_LENGTH = 2048
-MAX_HEADERS = 20
-MAX_HEADER_VALUE = 4096
-# RFC 7230 section 3.2.6: token = 1*tchar.
-HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-#: Headers Hookline sets itself; an admin may not replace them.
-RESERVED_HEADERS = {
-    "host",
-    "content-type",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "user-agent",
-}
-
-
-def is_reserved_header(name: str) -> bool:
-    """True for the names Hookline controls (including every ``webhook-*``)."""
-    lowered = name.lower()
-    return lowered in RESERVED_HEADERS or lowered.startswith("webhook-")
-
-
-def check_url(url: str, *, enabled: bool, require_https: bool, allowed_networks=None) -> str | None:
-    """The error for the Webhook URL field, or None when it is acceptable.
-
-    With ``allowed_networks`` (a list of networks, possibly empty) the host is
-    resolved and refused when it is, or resolves to, a private address that
-    those networks do not open. The sender checks again at every connection.
-    """
-    if not url:
-        return "Enter the URL of your endpoint to enable the integration." if enabled else None
-    if len(url) > MAX_URL_LENGTH:
-        return f"The URL is {len(url):,} characters long; the limit is {MAX_URL_LENGTH:,}."
-    if any(c.isspace() or ord(c) < 32 for c in url):
-        return "The URL may not contain spaces or control characters."
-    try:
-        parts = urlsplit(url)
-        parts.port  # raises ValueError for a bad port
-    except ValueError:
-        return "This is not a valid URL."
-    if parts.scheme not in ("http", "https"):
-        return "The URL must start with https:// (or http://)."
-    if not parts.hostname:
-        return "The URL has no host name."
-    if parts.username or parts.password:
-        return "Put credentials in an Additional Header, not in the URL."
-    if require_https and parts.scheme != "https":
-        return "The URL must use https://."
-    if allowed_networks is not None:
-        try:
-            check_url_host(url, allowed_networks)
-        except AddressNotAllowed as exc:
-            return f"Address not allowed: {exc}"
-    return None
+from events import EVENT_TYPES
+from models.rules import check_events, check_headers, check_url, unmask_rows
+from tasks.netguard import parse_networks
 
 
 def url_rules() -> dict:
-    """The app's URL rules as keyword arguments for :func:`check_url`."""
+    """The app's URL rules as keyword arguments for :func:`models.rules.check_url`."""
     return {
         "require_https": current_app.config["HOOKLINE_REQUIRE_HTTPS"],
         "allowed_networks": parse_networks(current_app.config["HOOKLINE_ALLOWED_NETWORKS"]),
     }
-
-
-def check_events(events: list[str], *, enabled: bool) -> str | None:
-    """The error for the Subscribe to Events field, or None."""
-    unknown = [e for e in events if e not in CATALOG]
-    if unknown:
-        return f"Unknown event type: {', '.join(unknown)}."
-    if enabled and not events:
-        return "Select at least one event to enable the integration."
-    return None
-
-
-def check_headers(headers: list[tuple[str, str]]) -> tuple[str | None, dict]:
-    """Check Additional Headers rows.
-
-    Returns (an error about the list as a whole or None, {(row, "name"|"value"): error}).
-    """
-    row_errors: dict[tuple[int, str], str] = {}
-    if len(headers) > MAX_HEADERS:
-        return f"At most {MAX_HEADERS} headers; remove {len(headers) - MAX_HEADERS}.", row_errors
-    seen = set()
-    for i, (name, value) in enumerate(headers):
-        if not name:
-            row_errors[(i, "name")] = "Enter a header name."
-        elif not HEADER_NAME_RE.match(name):
-            row_errors[(i, "name")] = (
-                f"“{name}” is not a valid header name: use letters, digits and - only "
-                "(no spaces, colons or line breaks)."
-            )
-        elif is_reserved_header(name):
-            row_errors[(i, "name")] = f"{name} is set by Hookline and cannot be replaced."
-        elif name.lower() in seen:
-            row_errors[(i, "name")] = f"{name} is already listed; header names must be unique."
-        seen.add(name.lower())
-        if any(c in value for c in "\r\n\0"):
-            row_errors[(i, "value")] = "The value may not contain line breaks or NUL characters."
-        elif len(value) > MAX_HEADER_VALUE:
-            row_errors[(i, "value")] = f"The value is longer than {MAX_HEADER_VALUE:,} characters."
-        elif not value:
-            row_errors[(i, "value")] = "Enter a value for this header."
-    return None, row_errors
-
-
-def parse_header_line(line: str) -> tuple[str, str]:
-    """``"X-Api-Key: abc"`` → ``("X-Api-Key", "abc")`` (for the CLI's --header)."""
-    name, sep, value = line.partition(":")
-    if not sep:
-        raise ValueError(f"--header must look like 'Name: value', got {line!r}")
-    return name.strip(), value.strip()
 
 
 class HeaderRowForm(Form):
@@ -144,6 +39,9 @@ class HeaderRowForm(Form):
 
     name = StringField("Header name")
     value = StringField("Header value")
+    # Which saved row this one was shown from: its masked value stands for
+    # that row's stored value, whatever the name is changed to.
+    saved_row = HiddenField()
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -164,6 +62,10 @@ class WebhookSettingsForm(FlaskForm):
 
 
     headers_error: str | None = None
+    #: The saved ``[name, value]`` rows, set by the view: masked values stand for them.
+    stored_headers: list = []
+    #: What the saved settings break, set by the view on GET: {field or (row, part): reason}.
+    saved_problems: dict = {}
 
     enabled = BooleanField("Enabled")
     url = StringField("Webhook URL")
@@ -176,15 +78,20 @@ class WebhookSettingsForm(FlaskForm):
     # Works with JavaScript off: the server re-renders the form with one more row.
     add_header = SubmitField("Add header")
 
-    def header_rows(self) -> list[tuple[str, str]]:
-        """The non-empty header rows as (name, value), trimmed."""
+    def _rows(self) -> list[tuple[str, str, int | None]]:
+        """The non-empty header rows as (name, value, saved row or None), trimmed."""
         rows = []
         for entry in self.headers:
             name = (entry.form.name.data or "").strip()
             value = (entry.form.value.data or "").strip()
+            saved_row = (entry.form.saved_row.data or "").strip()
             if name or value:
-                rows.append((name, value))
+                rows.append((name, value, int(saved_row) if saved_row.isdigit() and len(saved_row) < 4 else None))
         return rows
+
+    def header_rows(self) -> list[tuple[str, str]]:
+        """The non-empty header rows as (name, value), a kept mask replaced by its stored value."""
+        return unmask_rows(self._rows(), self.stored_headers)
 
     def validate(self, extra_validators=None) -> bool:
         """Run the shared settings rules and attach each error to its field."""
@@ -199,13 +106,15 @@ class WebhookSettingsForm(FlaskForm):
             self.events.errors = [error]
             ok = False
 
-        # Drop blank rows first so error positions match what is re-rendered.
-        rows = self.header_rows()
+        # Drop blank rows first so error positions match what is re-rendered
+        # (still masked: a stored value is never sent back to the browser).
+        rows = self._rows()
         while len(self.headers):
             self.headers.pop_entry()
-        for name, value in rows:
-            self.headers.append_entry({"name": name, "value": value})
-        self.headers_error, row_errors = check_headers(rows)
+        for name, value, saved_row in rows:
+            self.headers.append_entry({"name": name, "value": value,
+                                       "saved_row": "" if saved_row is None else str(saved_row)})
+        self.headers_error, row_errors = check_headers(self.header_rows())
         for (i, part), message in row_errors.items():
             getattr(self.headers[i].form, part).errors = [message]
         return ok and not self.headers_error and not row_errors

@@ -9,7 +9,8 @@ from flask.cli import AppGroup
 
 from cli.devtools import listen
 from events import EVENT_TYPES
-from forms import check_events, check_headers, check_url, parse_header_line, url_rules
+from forms import url_rules
+from models.rules import check_events, check_headers, check_url, parse_header_line, unmask_rows
 from models import db
 from models.settings import apply_settings, clear_expired_secret, get_settings, rotate_secret
 from tasks.signing import generate_secret
@@ -72,6 +73,8 @@ def set_(url, enable, events_arg, header_lines) -> None:
             headers = [parse_header_line(line) for line in header_lines]
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--header") from None
+        # A value copied from `webhook show` (masked) keeps the stored value of the same row.
+        headers = unmask_rows([(n, v, i) for i, (n, v) in enumerate(headers)], settings.headers)
     else:
         headers = [tuple(h) for h in settings.headers or []]
 

@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from . import schemas
+from .bounds import IntegerTooLong, check_json_value
 
 EVENT_TYPES = (
     "call_initiated",
@@ -238,6 +239,8 @@ def _describe(error):
         message = "must not be empty"
     elif error.validator == "maxLength":
         message = f"is longer than {error.validator_value} characters"
+    elif error.validator in ("minimum", "maximum"):
+        message = f"is outside the signed 64-bit range ({schemas.INT64_MIN} to {schemas.INT64_MAX})"
     elif error.validator == "maxItems":
         message = f"has more than {error.validator_value} items"
     else:
@@ -251,8 +254,10 @@ def _describe(error):
 def validate_event(event_type, payload, timestamp_utc=None):
     """Check an event against the catalog; raise InvalidEvent if it fails.
 
-    ``timestamp_utc`` is only checked when given: it must be a
-    non-negative integer of Unix seconds (``True`` does not count).
+    The payload must hold JSON values only, within events/bounds.py (no NaN,
+    NUL, lone surrogates, over-long integers, deep nesting), and fit its
+    schema. ``timestamp_utc`` is only checked when given: an integer from 0
+    to 2^63 - 1 (``True`` does not count; milliseconds fit too).
     """
     event = _get(event_type)
 
@@ -260,6 +265,8 @@ def validate_event(event_type, payload, timestamp_utc=None):
         raise InvalidEvent(
             "payload", f"must be a JSON object, not {type(payload).__name__}"
         )
+    if bad := check_json_value(payload, "payload"):
+        raise InvalidEvent(*bad)
 
     try:
         _FAST_CHECKS[event.name](payload)
@@ -268,11 +275,17 @@ def validate_event(event_type, payload, timestamp_utc=None):
         if error is not None:
             raise InvalidEvent(*_describe(error)) from None
 
-    if timestamp_utc is not None and (
-        isinstance(timestamp_utc, bool)
-        or not isinstance(timestamp_utc, int)
-        or timestamp_utc < 0
+    if timestamp_utc is None:
+        return
+    if isinstance(timestamp_utc, IntegerTooLong) or (
+        isinstance(timestamp_utc, int) and not isinstance(timestamp_utc, bool)
+        and not 0 <= timestamp_utc <= schemas.INT64_MAX
     ):
+        raise InvalidEvent(
+            "timestamp_utc",
+            f"is out of range: Unix time from 0 to {schemas.INT64_MAX} (seconds or milliseconds)",
+        )
+    if isinstance(timestamp_utc, bool) or not isinstance(timestamp_utc, int):
         raise InvalidEvent(
             "timestamp_utc",
             f"{_short(timestamp_utc)} is not a non-negative integer (Unix seconds)",

@@ -11,9 +11,16 @@ items of the final transcript: the spec's own example omits it once.
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
+#: Integers the database and every receiver's JSON parser can hold: signed 64 bits.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
 # The spec sends integer ids, but engines that use UUIDs send strings.
-# minLength/maxLength only apply when the value is a string.
-CALL_ID = {"type": ["integer", "string"], "minLength": 1, "maxLength": 255}
+# minLength/maxLength only apply when the value is a string, minimum/maximum
+# when it is a number. A string id is stored as is (VARCHAR(100)), so the
+# schema allows what the column holds.
+CALL_ID_MAX_LENGTH = 100
+CALL_ID = {"type": ["integer", "string"], "minLength": 1, "maxLength": CALL_ID_MAX_LENGTH,
+           "minimum": INT64_MIN, "maximum": INT64_MAX}
 
 # Phone numbers arrive in many formats (E.164, SIP URIs, "anonymous"),
 # so only the type and a sane length are checked.
@@ -28,7 +35,7 @@ SPEAKER = {"enum": ["customer", "ai", "agent"]}
 TEXT = {"type": "string", "maxLength": 100_000}
 
 # The spec's example uses the string "111111"; engines also send integers.
-LOOSE_TIMESTAMP = {"type": ["string", "integer"], "maxLength": 64}
+LOOSE_TIMESTAMP = {"type": ["string", "integer"], "maxLength": 64, "minimum": INT64_MIN, "maximum": INT64_MAX}
 
 # Flat call fields, as sent by call_initiated/ringing/answered/ended.
 _FLAT_CALL_PROPERTIES = {

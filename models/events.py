@@ -6,7 +6,7 @@ The database is the source of truth for delivery: Redis only wakes workers.
 import secrets
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, literal_column
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, literal_column
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models import db, utcnow
@@ -44,7 +44,8 @@ class Event(db.Model):
     id: Mapped[str] = mapped_column(String(40), unique=True, default=new_event_id)
     event_type: Mapped[str] = mapped_column(String(40))
     call_id: Mapped[str | None] = mapped_column(String(100))
-    timestamp_utc: Mapped[int]
+    # Signed 64 bits (milliseconds fit): BIGINT on PostgreSQL; SQLite's INTEGER already is.
+    timestamp_utc: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     is_test: Mapped[bool] = mapped_column(default=False)
     # The compact JSON envelope, signed and sent byte for byte on every attempt.
     body: Mapped[str] = mapped_column(Text)

@@ -8,10 +8,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models import db, utcnow
 from models.crypto import EncryptedJSON, EncryptedText
+from models.rules import mask_value
 
 SETTINGS_ID = 1
-#: How many characters of a header value stay visible once saved.
-VISIBLE_TAIL = 4
 #: How much of the signing secret the panel shows after the first reveal.
 SECRET_PREFIX_SHOWN = 10
 
@@ -110,13 +109,6 @@ def wants_sql(dialect: str) -> str:
     )
 
 
-def mask_value(value: str) -> str:
-    """``"sk_live_1234abcd"`` → ``"••••abcd"``; short values are fully masked."""
-    if len(value) <= VISIBLE_TAIL * 2:
-        return "••••"
-    return "••••" + value[-VISIBLE_TAIL:]
-
-
 def get_settings() -> WebhookSettings:
     """Load the settings row, creating the empty one on first use."""
     settings = db.session.get(WebhookSettings, SETTINGS_ID)
@@ -132,26 +124,11 @@ def get_settings() -> WebhookSettings:
     return settings
 
 
-def unmask_headers(settings: WebhookSettings, headers: list[tuple[str, str]]):
-    """Replace values that are still the mask of a stored value by that value.
-
-    The panel shows saved values masked; an admin who saves the form again
-    without touching them sends the masks back, which must keep the secrets.
-    """
-    stored = {name.lower(): value for name, value in settings.headers or []}
-    kept = []
-    for name, value in headers:
-        old = stored.get(name.lower())
-        if old is not None and value == mask_value(old):
-            value = old
-        kept.append((name, value))
-    return kept
-
-
 def apply_settings(settings, *, enabled, url, events, headers, new_secret) -> str | None:
     """Write validated values onto ``settings``; the caller commits.
 
-    ``headers`` may hold masked values (see :func:`unmask_headers`).
+    ``headers`` hold real values: callers replace kept masks first
+    (:func:`models.rules.unmask_rows`).
     Returns the signing secret when this save created it (the first save of
     a URL), so the caller can show it once; otherwise None.
     """
@@ -161,7 +138,7 @@ def apply_settings(settings, *, enabled, url, events, headers, new_secret) -> st
         settings.disabled_reason = settings.disabled_at = None
     settings.url = url or None
     settings.events = list(events)
-    settings.headers = [[n, v] for n, v in unmask_headers(settings, headers)]
+    settings.headers = [[n, v] for n, v in headers]
     if settings.url and not settings.secret:
         settings.secret = new_secret()
         settings.secret_shown = False

@@ -106,7 +106,8 @@ def envelope_body(event_type: str, timestamp_utc: int, payload: dict, is_test: b
         "payload": payload,
         "is_test": is_test,
     }
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+    # allow_nan=False: NaN or Infinity would be invalid JSON under a valid signature.
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> str | None:

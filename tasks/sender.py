@@ -31,7 +31,6 @@ The module is pure: no Flask, no app code, plain arguments only.  Build one
 import ipaddress
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -39,6 +38,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import pycurl
+
+# The custom headers' rules (reserved names, valid names and values) are the
+# settings' own: one list for the form, the CLI and the sender.
+from models.rules import RESERVED_HEADERS, is_reserved_header, is_sendable_header  # noqa: F401
 
 from . import netguard
 from .curl_loop import Loop, ca_file, header, orphans
@@ -48,32 +51,6 @@ from .curl_errors import (  # noqa: F401  (parse_retry_after: part of this modul
 )
 
 log = logging.getLogger(__name__)
-
-# Header names the caller may not set through custom headers: framing and
-# identity headers we own, plus every webhook-* name so a custom header can
-# never forge or shadow the signature.  Accept-Encoding is reserved too: we
-# never decompress replies (bounded work, no zip bombs), so http.client's
-# "Accept-Encoding: identity" must stand.  The hop-by-hop names would only
-# confuse the exchange.
-RESERVED_HEADERS = frozenset(
-    {
-        "host",
-        "content-type",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "user-agent",
-        "accept-encoding",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-    }
-)
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-# CR, LF and NUL would split or truncate the header block; the other control
-# characters have no business in a header either.
-_BAD_VALUE_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass
@@ -95,22 +72,10 @@ class SendResult:
 # -- headers -----------------------------------------------------------------
 
 
-def is_reserved_header(name):
-    """Return True if ``name`` may not be set through custom headers."""
-    lowered = name.lower()
-    return lowered in RESERVED_HEADERS or lowered.startswith("webhook-")
-
-
 def _header_is_safe(name, value):
     # Defence in depth: the form validates headers too, but a row written by
     # an older version or by hand must not be able to inject a header line.
-    if not _TOKEN.match(name) or _BAD_VALUE_CHAR.search(value):
-        return False
-    try:
-        value.encode("latin-1")  # what http.client will do with it
-    except UnicodeEncodeError:
-        return False
-    return True
+    return is_sendable_header(name, value)
 
 
 def _header_items(headers):

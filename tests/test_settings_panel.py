@@ -68,7 +68,10 @@ def test_save_keeps_values_and_masks_header(auth_client, app):
 
 def test_resaving_masked_value_keeps_the_stored_one(auth_client, app):
     auth_client.post(URL, data=form_data())
-    auth_client.post(URL, data=form_data(**{"headers-0-value": "••••abcd", "url": "https://other.example.com/"}))
+    # The page renders each saved row with its row number in a hidden field.
+    assert 'name="headers-0-saved_row" type="hidden" value="0"' in auth_client.get(URL).text
+    auth_client.post(URL, data=form_data(**{"headers-0-value": "••••abcd", "headers-0-saved_row": "0",
+                                            "url": "https://other.example.com/"}))
     settings = saved(app)
     assert settings.url == "https://other.example.com/"
     assert settings.headers == [["X-Api-Key", "sk_live_1234567890abcd"]]
@@ -82,8 +85,10 @@ def test_empty_header_rows_are_dropped_and_rows_can_be_removed(auth_client, app)
                         "headers-5-name": "", "headers-5-value": ""})
     auth_client.post(URL, data=data)
     assert saved(app).headers == [["X-Api-Key", "sk_live_1234567890abcd"], ["X-Tenant", "acme-corp"]]
-    # Removing a row (the browser drops its inputs) removes the header.
-    auth_client.post(URL, data=form_data(**{"headers-0-name": "X-Tenant", "headers-0-value": "••••corp"}))
+    # Removing a row (the browser drops its inputs) removes the header; the other keeps its value.
+    auth_client.post(URL, data=form_data(**{"headers-0-name": None, "headers-0-value": None,
+                                            "headers-1-name": "X-Tenant", "headers-1-value": "••••corp",
+                                            "headers-1-saved_row": "1"}))
     assert saved(app).headers == [["X-Tenant", "acme-corp"]]
 
 

@@ -3,10 +3,11 @@
 import hmac
 import json
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_input_stream
 
-from events import InvalidEvent
+from events import InvalidEvent, bounds
 from models import db, utcnow
 from models.users import ApiToken
 from tasks.publish import publish_event
@@ -14,41 +15,38 @@ from tasks.publish import publish_event
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 ALLOWED_FIELDS = {"event_type", "payload", "timestamp_utc"}
-#: Real call payloads are 3-4 levels deep; anything far deeper is an attack or a bug.
-MAX_DEPTH = 32
 
 
-def _depth(value, limit: int) -> int:
-    """Nesting depth of a JSON value, counting only up to ``limit + 1``."""
-    stack, deepest = [(value, 1)], 0
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, (dict, list)):
-            deepest = max(deepest, level)
-            if deepest > limit:
-                return deepest
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children)
-    return deepest
+def _read_body() -> bytes | None:
+    """The raw body, or None when it is over MAX_CONTENT_LENGTH.
+
+    Reads one byte past the limit from the server's stream itself: for a
+    chunked body (no Content-Length) Werkzeug's capped stream would stop at
+    the limit and hand back a cut body that then fails to parse.
+    """
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    stream = get_input_stream(request.environ, max_content_length=limit + 1)
+    raw = stream.read(limit + 1)
+    return None if len(raw) > limit else raw
 
 
 def _parse_body():
     """The request body as a JSON object, or a (response, status) naming what is wrong."""
-    raw = request.get_data(cache=False)
+    raw = _read_body()
+    if raw is None:
+        return None, too_large(None)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return None, _problem(400, f"The body is not valid UTF-8 (bad byte at position {exc.start}).", "body")
     try:
-        data = json.loads(text)
+        data = bounds.loads(text)
     except json.JSONDecodeError as exc:
         return None, _problem(400, f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.", "body")
     except RecursionError:
-        return None, _problem(400, f"The body is nested more than {MAX_DEPTH} levels deep.", "body")
+        return None, _problem(400, f"The body is nested more than {bounds.MAX_DEPTH} levels deep.", "body")
     if not isinstance(data, dict):
         return None, _problem(400, "The body must be a JSON object: {\"event_type\": ..., \"payload\": {...}}.", "body")
-    if _depth(data, MAX_DEPTH) > MAX_DEPTH:
-        return None, _problem(400, f"The body is nested more than {MAX_DEPTH} levels deep.", "payload")
     return data, None
 
 

@@ -39,6 +39,7 @@ from models.settings import get_settings
 from tasks.redeliver import REDELIVERABLE, redeliver, redeliver_failed_since
 from tasks.retry import max_attempts
 from tasks.stats import DEFAULT_RANGE, OUTCOMES, RANGES, outcome_series, summary
+from views.sent_request import request_as_sent
 
 bp = Blueprint("deliveries", __name__, url_prefix="/settings/integrations/webhook/deliveries")
 
@@ -297,11 +298,14 @@ def detail(delivery_id: int):
     attempts = db.session.scalars(
         select(Attempt).where(Attempt.delivery_id == delivery.id).order_by(Attempt.id.desc())
     ).all()
+    settings = get_settings()
     context = dict(
         delivery=delivery,
         event=delivery.event,
         envelope=pretty_envelope(delivery.event.body),
         attempts=attempts,
+        sent={a.id: request_as_sent(a, saved_url=settings.url, saved_headers=settings.headers,
+                                    user_agent=current_app.config["HOOKLINE_USER_AGENT"]) for a in attempts},
         waiting_on=earliest_open_before(delivery),
         now=utcnow(),
         redeliverable=delivery.status in REDELIVERABLE,

@@ -9,6 +9,7 @@ from events import CATALOG, EVENT_TYPES
 from forms import ConfirmForm, WebhookSettingsForm
 from models import db
 from models.events import Delivery
+from models.rules import saved_problems
 from models.settings import apply_settings, clear_expired_secret, get_settings, rotate_secret
 from tasks.signing import generate_secret
 from tasks.testsend import CannotTest, describe, send_test
@@ -36,8 +37,8 @@ def _settings_form(settings=None) -> WebhookSettingsForm:
     meta = {"require_https": current_app.config["HOOKLINE_REQUIRE_HTTPS"]}
     if settings is None:
         return WebhookSettingsForm(meta=meta)
-    rows = [{"name": n, "value": v} for n, v in settings.masked_headers()]
-    return WebhookSettingsForm(
+    rows = [{"name": n, "value": v, "saved_row": str(i)} for i, (n, v) in enumerate(settings.masked_headers())]
+    form = WebhookSettingsForm(
         meta=meta,
         data={
             "enabled": settings.enabled,
@@ -46,6 +47,24 @@ def _settings_form(settings=None) -> WebhookSettingsForm:
             "headers": rows or [{"name": "", "value": ""}],
         },
     )
+    _show_saved_problems(form, settings)
+    return form
+
+
+def _show_saved_problems(form, settings) -> None:
+    """Mark what the saved settings break (saved before today's rules) on the form's fields."""
+    form.saved_problems = saved_problems(
+        url=settings.url, events=settings.events, headers=settings.headers, enabled=settings.enabled,
+        require_https=current_app.config["HOOKLINE_REQUIRE_HTTPS"],
+    )
+    for key, reason in form.saved_problems.items():
+        if key == "headers":
+            form.headers_error = reason
+        elif isinstance(key, tuple):
+            row, part = key
+            getattr(form.headers[row].form, part).errors = [reason + " This header is not sent."]
+        else:
+            getattr(form, key).errors = [reason]
 
 
 def _last_test():
@@ -102,6 +121,7 @@ def save():
     """Save the form; nothing is written unless every field is valid."""
     settings = get_settings()
     form = _settings_form()
+    form.stored_headers = list(settings.headers or [])
     if form.add_header.data:
         # No-JavaScript path: re-render what was typed, plus an empty row.
         form.validate()  # normalises the rows; errors are not shown for this

@@ -111,7 +111,9 @@ def run_worker(app, *, burst: bool = False) -> None:
         while True:
             try:
                 worker = HooklineWorker([queue], connection=connection, flask_app=app)
-                worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+                # No RQ scheduler: nothing is scheduled in Redis (retries are a
+                # column, the tick finds them), and it would fork a process per worker.
+                worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")
                 return  # stopped by a signal, or burst finished
             except redis.exceptions.ConnectionError:
                 # Redis went away (restart, failover): the tick keeps delivering

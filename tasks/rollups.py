@@ -94,9 +94,10 @@ def rebuild(connection, chunk: int = 5000) -> int:
     delivery counts at its last attempt, or its creation when it had none.
     """
     a, d = Attempt.__table__.c, Delivery.__table__.c
-    rows = connection.execution_options(stream_results=True, yield_per=chunk).execute(
+    rows = connection.execute(
         select(a.started_at, a.duration_ms, a.ok, a.number, d.attempt_count, d.status)
-        .join_from(Attempt.__table__, Delivery.__table__, a.delivery_id == d.id))
+        .join_from(Attempt.__table__, Delivery.__table__, a.delivery_id == d.id)
+        .execution_options(stream_results=True, yield_per=chunk))
     entries = ((started, duration, outcome_of_attempt(ok, number, count, status))
                for started, duration, ok, number, count, status in rows)
     tallies = tally(entries)

@@ -10,7 +10,6 @@ from models import db, utcnow
 from models.events import OPEN_STATES, Attempt, Delivery, Event
 from tasks import rollups
 from tasks.queue import get_redis
-from tasks.stats import forget_hits
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,6 @@ def prune(now: datetime | None = None, retention_days: float | None = None, batc
         # Attempts and deliveries go with their event (ON DELETE CASCADE).
         db.session.execute(delete(Event).where(Event.seq.in_(seqs)))
         db.session.commit()
-        forget_hits()
         removed += len(seqs)
 
 

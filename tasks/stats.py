@@ -3,8 +3,7 @@
 The figures come from ``attempt_rollups`` (models.rollups: one row per
 minute, written with the attempts), so a day costs at most 1,440 rows and a
 week 10,080 however many deliveries they held; only the last hit is read
-from the attempts (one indexed lookup) and hits from the count kept in
-Redis. Each function takes ``now`` (naive UTC) so tests can fix the clock.
+from the attempts (one indexed lookup). Each function takes ``now`` (naive UTC) so tests can fix the clock.
 
 Every open tab polls the stats every few seconds, so ``current()`` computes
 them at most once per HOOKLINE_STATS_CACHE_SECONDS per database and window
@@ -25,7 +24,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from models import db, utcnow
-from models.events import Attempt, Delivery
+from models.events import Attempt
 from models.rollups import LATENCY_COLUMNS, middle_of, minute_of, rollups, start_of
 from tasks.queue import get_redis
 
@@ -68,7 +67,7 @@ class Bucket:
 class Summary:
     """The figures above the chart (the 24 h ones over the 1,440 minutes ending with now's)."""
 
-    hits: int  # every delivery still kept
+    hits: int  # every webhook call (attempt) still kept, up to now's minute
     last_hit_at: datetime | None  # the latest attempt
     last_hit_status: int | None
     last_hit_ok: bool | None
@@ -119,45 +118,6 @@ def percentile(sorted_values: list[float], p: float) -> float | None:
     return sorted_values[nearest_rank(len(sorted_values), p) - 1]
 
 
-#: "<count>:<highest delivery id counted>", so the next count reads only newer rows.
-HITS_KEY = "hookline:hits"
-#: The cached count is rebuilt at least this often, whatever happens.
-HITS_TTL = 600
-
-
-def count_hits() -> int:
-    """Deliveries kept (the seed's "hits"): counted in full once, then only the new rows.
-
-    COUNT(*) over a million deliveries costs ~55 ms on PostgreSQL and the log
-    refreshes its stats every few seconds. Deliveries are only ever removed
-    by the retention prune, which forgets the cached figure (and it expires
-    after HITS_TTL anyway); without Redis this is a plain COUNT(*).
-    """
-    redis_client = get_redis()
-    try:
-        cached = redis_client.get(HITS_KEY)
-    except redis.exceptions.ConnectionError:
-        redis_client, cached = None, None
-    base, counted_up_to = (int(part) for part in cached.split(b":")) if cached else (0, 0)
-    new, newest = db.session.execute(
-        select(func.count(), func.max(Delivery.id)).where(Delivery.id > counted_up_to)
-    ).one()
-    total = base + new
-    if redis_client is not None and newest is not None:
-        try:
-            redis_client.set(HITS_KEY, f"{total}:{newest}", ex=HITS_TTL)
-        except redis.exceptions.ConnectionError:
-            pass
-    return total
-
-
-def forget_hits() -> None:
-    """Deliveries were deleted: the next count_hits() counts them all again."""
-    get_redis().delete(HITS_KEY)
-
-
-
-
 def histogram_percentile(counts: list[int], p: float) -> float | None:
     """The nearest-rank ``p``-th percentile of a latency histogram, as its bucket's middle (±9.1%)."""
     total = sum(counts)
@@ -175,10 +135,10 @@ def summary(now: datetime) -> Summary:
     """Hits, the last hit, and the last 24 h's success rate and p50/p95 durations.
 
     One aggregate over at most 1,440 roll-up rows (the window is whole
-    minutes: the 1,439 before now's and now's own), the latest attempt by
-    the (started_at, ...) index, and the hits count kept in Redis.
+    minutes: the 1,439 before now's and now's own), one sum of the calls
+    kept (a row per minute of the retention period: 43,200 small rows for
+    30 days) and the latest attempt by the (started_at, ...) index.
     """
-    hits = count_hits()
     last = db.session.execute(
         select(Attempt.started_at, Attempt.status_code, Attempt.ok, Attempt.error_kind)
         .where(Attempt.started_at <= now)
@@ -192,10 +152,11 @@ def summary(now: datetime) -> Summary:
                *(func.sum(c[name]) for name in LATENCY_COLUMNS))
         .where(c.minute > newest - STATS_MINUTES, c.minute <= newest)
     ).one()
+    hits = db.session.scalar(select(func.sum(c.delivered + c.retrying + c.failed)).where(c.minute <= newest))
     delivered, retrying, failed = (value or 0 for value in row[:3])
     latencies = [value or 0 for value in row[3:]]
     return Summary(
-        hits=hits,
+        hits=hits or 0,
         last_hit_at=last.started_at if last else None,
         last_hit_status=last.status_code if last else None,
         last_hit_ok=last.ok if last else None,

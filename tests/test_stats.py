@@ -103,7 +103,7 @@ def test_percentile_is_nearest_rank():
 def test_summary_figures(known_rows):
     with known_rows.app_context():
         s = summary(NOW)
-    assert s.hits == 10  # every delivery kept, whatever its age
+    assert s.hits == 12  # every call kept, whatever its age, up to now's minute
     assert s.attempts_24h == 10
     assert s.succeeded_24h == 6
     assert s.success_rate == pytest.approx(0.6)
@@ -191,18 +191,20 @@ def test_unknown_range_falls_back_to_24_hours(app):
         assert outcome_series(NOW, "1y").range == "24h"
 
 
-def test_hits_count_new_rows_only_and_stay_exact_after_pruning(app):
-    """Hits are counted in full once, then only newer rows; the retention prune resets them."""
+def test_hits_are_the_calls_kept_and_leave_with_the_retention_prune(app):
+    """Hits count webhook calls (attempts), read from the roll-ups; pruned ones stop counting."""
     from tasks.maintenance import prune
-    from tasks.stats import count_hits
     from models import utcnow
 
     with app.app_context():
-        for days in (40, 40, 1):
-            add_delivery(utcnow() - timedelta(days=days))
-        assert count_hits() == 3
-        add_delivery(utcnow())
-        assert count_hits() == 4  # the cached 3 plus the one newer row
-        assert prune(retention_days=30) == 2
-        assert count_hits() == 2
-        assert summary(utcnow()).hits == 2
+        now = utcnow()
+        for days, calls in ((40, 2), (40, 1), (1, 1)):
+            moment = now - timedelta(days=days)
+            add_delivery(moment, "delivered", attempts=[(moment + timedelta(minutes=i), 9.0, 200)
+                                                       for i in range(calls)])
+        add_delivery(now, "pending")  # no call yet
+        assert summary(now).hits == 4
+        add_delivery(now, "delivered", attempts=[(now, 9.0, 200)])
+        assert summary(now).hits == 5
+        assert prune(now, retention_days=30) == 2
+        assert summary(now).hits == 2

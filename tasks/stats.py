@@ -233,7 +233,14 @@ def _dump(stats: dict, fresh_until: float) -> str:
 
 
 def _load(raw: bytes) -> tuple[dict, float]:
-    data = json.loads(raw)
+    """The cached stats and until when they are fresh; unreadable ones (another version's) are stale."""
+    try:
+        return _parse(json.loads(raw))
+    except (ValueError, KeyError, TypeError):
+        return {}, 0.0
+
+
+def _parse(data: dict) -> tuple[dict, float]:
     found = data["summary"]
     if found["last_hit_at"]:
         found["last_hit_at"] = datetime.fromisoformat(found["last_hit_at"])
@@ -272,7 +279,7 @@ def current(range_name: str = DEFAULT_RANGE) -> dict:
                     return stats
             if client.set(key + ":lock", 1, nx=True, ex=max(10, round(interval * 2))):
                 break
-            if raw is not None:
+            if raw is not None and stats:
                 return stats  # someone is recomputing them: these are at most one interval old
             if time.monotonic() > deadline:
                 return _compute(range_name)

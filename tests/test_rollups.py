@@ -263,3 +263,21 @@ def test_the_retention_prune_removes_old_rollups(app):
         assert db.session.execute(select(rollup_table.c.minute, rollup_table.c.delivered)).all() == [
             (rollups.minute_of(now - timedelta(days=2)), 1)]
         assert outcome_series(now, "7d").totals()["delivered"] == 1
+
+
+def test_while_one_request_recomputes_the_others_show_the_previous_figures(app, auth_client):
+    from tasks.queue import get_redis
+
+    assert 'data-stat="hits">0<' in auth_client.get(f"{LOG}/stats").text
+    with app.app_context():
+        add_delivery(utcnow(), "delivered", attempts=[(utcnow(), 30.0, 200)])
+        key, client = stats._key("24h"), get_redis()
+    cached = json.loads(client.get(key))
+    client.set(key, json.dumps({**cached, "fresh_until": 0}))  # the interval is over ...
+    client.set(key + ":lock", 1)  # ... and another request is computing the new figures
+    assert 'data-stat="hits">0<' in auth_client.get(f"{LOG}/stats").text  # not a second computation
+    client.delete(key + ":lock")
+    assert 'data-stat="hits">1<' in auth_client.get(f"{LOG}/stats").text
+    client.set(key, b"figures of another version")  # unreadable: computed again, not a 500
+    response = auth_client.get(f"{LOG}/stats")
+    assert response.status_code == 200 and 'data-stat="hits">1<' in response.text

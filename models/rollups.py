@@ -47,11 +47,6 @@ def minute_of(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(minutes=1)
 
 
-def start_of(minute: int) -> datetime:
-    """The first instant of a roll-up minute."""
-    return _EPOCH + timedelta(minutes=minute)
-
-
 def bucket_of(duration_ms: float) -> int:
     """The latency bucket holding ``duration_ms``."""
     if duration_ms < FIRST_MS:

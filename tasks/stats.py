@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from models import db, utcnow
 from models.events import Attempt
-from models.rollups import LATENCY_COLUMNS, middle_of, minute_of, rollups, start_of
+from models.rollups import LATENCY_COLUMNS, middle_of, minute_of, rollups
 from tasks.queue import get_redis
 
 #: The chart's outcomes, in stacking order (bottom first), with their labels:

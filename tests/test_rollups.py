@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from flask_migrate import upgrade
-from sqlalchemy import event, insert, select, text
+from sqlalchemy import event, insert, select
 
 from models import db, utcnow
 from models.events import Attempt, Delivery, Event

@@ -120,6 +120,8 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
         # Deliveries and attempts older than this are pruned by the maintenance pass.
         "HOOKLINE_RETENTION_DAYS": float(environ.get("HOOKLINE_RETENTION_DAYS", "30")),
         "HOOKLINE_MAINTENANCE_SECONDS": float(environ.get("HOOKLINE_MAINTENANCE_SECONDS", "600")),
+        # The log's stats are computed at most once per this many seconds (0: on every request).
+        "HOOKLINE_STATS_CACHE_SECONDS": float(environ.get("HOOKLINE_STATS_CACHE_SECONDS", "5")),
         # PostgreSQL: how often one worker VACUUMs the deliveries table (0: leave it to autovacuum).
         "HOOKLINE_VACUUM_SECONDS": float(environ.get("HOOKLINE_VACUUM_SECONDS", "5")),
         # Sign-in throttling: failures allowed per window, per account and per address.

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import report, scenarios
+from bench import logpage, report, scenarios
 from bench.services import Database, Receiver, RedisServer, box_cpu_seconds
 
 
@@ -32,8 +32,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--database-url", help="also run the database lines on PostgreSQL: a throw-away "
                    "database is created on this server (e.g. postgresql+psycopg://postgres@127.0.0.1/postgres)")
     p.add_argument("--receivers", type=int, default=2, help="receiver processes sharing the port")
+    p.add_argument("--lines", default="1-7", type=line_set,
+                   help="which lines of the report to run: e.g. 7, or 1,2,7, or 3-6 (default all)")
+    p.add_argument("--samples", type=int, default=20, help="requests per page and cache state in line 7")
     p.add_argument("--output", default=str(Path(__file__).with_name("results.json")))
     return p.parse_args(argv)
+
+
+def line_set(value: str) -> set[int]:
+    """``"7"``, ``"1,2,7"`` or ``"3-6"`` → the line numbers (1 to 7)."""
+    lines = set()
+    for part in value.split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            lines.update(range(int(first), int(last or first) + 1))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--lines: {part!r} is not a line number or a range like 3-6")
+    if not lines <= set(range(1, 8)):
+        raise argparse.ArgumentTypeError(f"--lines: the lines are 1 to 7, got {sorted(lines)}")
+    return lines
 
 
 def say(message: str) -> None:
@@ -77,7 +94,7 @@ def make_context(db: Database, redis: RedisServer, receiver: Receiver, workdir: 
 
 
 def run_database(ctx: scenarios.Context, args) -> dict:
-    """The lines that depend on the database: 3 to 7."""
+    """The throughput and latency lines on one database: 3 to 6."""
     config = ctx.app.config
     out: dict = {"hookline": {}, "config": {k: config[k] for k in sorted(config)
                                             if k.startswith("HOOKLINE_") and "SECRET" not in k}}
@@ -125,9 +142,6 @@ def run_database(ctx: scenarios.Context, args) -> dict:
         # Workers stuck on the hanging receiver would take the 10 s deadline per delivery.
         workers.close(timeout=2)
     out["hanging"]["cancelled_afterwards"] = scenarios.cancel_open_deliveries(ctx)
-
-    say(f"[{ctx.database.kind}] log page with {args.rows:,} deliveries (bulk insert first)")
-    out["log_page"] = measured(scenarios.log_page, ctx, args.rows, 20)
     return out
 
 
@@ -161,20 +175,27 @@ def main(argv=None) -> int:
         receiver = Receiver(workdir, processes=args.receivers)
         databases = []
         try:
-            for k in (1, 2):
+            for k in (1, 2) if 1 in args.lines else ():
                 say(f"raw ceiling, {k} process(es), {ceiling_seconds:g} s")
                 results["ceiling"][k] = measured(scenarios.ceiling, ctx_free(redis, receiver, workdir, args),
                                                  k, ceiling_seconds)
-            for k in (1, 2):
+            for k in (1, 2) if 2 in args.lines else ():
                 say(f"naive baseline, {k} RQ worker(s), {naive_events} jobs")
                 results["naive"][k] = measured(scenarios.naive, ctx_free(redis, receiver, workdir, args),
                                                k, naive_events)
             for url in [None] + ([args.database_url] if args.database_url else []):
-                db = Database(workdir, url)
-                databases.append(db)
-                redis.client.flushdb()
-                ctx = make_context(db, redis, receiver, workdir, args.calls)
-                results["databases"][db.kind] = run_database(ctx, args)
+                kind = "postgresql" if url else "sqlite"
+                results["databases"][kind] = {}
+                if args.lines & {3, 4, 5, 6}:
+                    db = Database(workdir, url)
+                    databases.append(db)
+                    redis.client.flushdb()
+                    ctx = make_context(db, redis, receiver, workdir, args.calls)
+                    results["databases"][kind] = run_database(ctx, args)
+                if 7 in args.lines:
+                    redis.client.flushdb()
+                    results["databases"][kind]["log_page"] = measured(
+                        logpage.run, workdir, url, redis.url, args.rows, args.samples, say)
         finally:
             receiver.close()
             redis.close()
@@ -188,7 +209,7 @@ def main(argv=None) -> int:
     meta = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(time.time() - started, 1),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "source": source_version(), "quick": args.quick, "events": args.events,
-            "calls": args.calls, "publishers": args.publishers, "scale": args.scale, "rate": args.rate,
+            "calls": args.calls, "publishers": args.publishers, "lines": sorted(args.lines), "scale": args.scale, "rate": args.rate,
             "receivers": args.receivers,
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
             "hookline_env": {k: v for k, v in os.environ.items() if k.startswith("HOOKLINE_")}}

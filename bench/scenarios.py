@@ -16,8 +16,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, case, cast,
-                        func, insert, literal, select, update)
+from sqlalchemy import (Column, Integer, MetaData, String, Table,
+                        func, insert, select, update)
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from bench.services import ROOT, Database, Receiver, RedisServer, Workers, wait_until
@@ -463,109 +463,3 @@ def cancel_open_deliveries(ctx: Context) -> int:
         db.session.commit()
     ctx.redis.client.flushdb()
     return closed
-
-
-# -- 7. the delivery log page with a million rows -----------------------------------------
-
-
-def bulk_insert(ctx: Context, rows: int) -> float:
-    """Insert ``rows`` Events, their Deliveries and one Attempt each, in three INSERT ... SELECTs.
-
-    The numbers come from a recursive CTE (SQLite and PostgreSQL both have
-    it), so a million rows cost three statements, not a million round trips.
-    One event every 2 s, ending now (so about 23 days for a million rows);
-    1% failed after 5 attempts (one Attempt row stands for them). Attempts are
-    included because the log page's stats read them: a log with a million
-    deliveries and no attempts would flatter it. Returns the seconds it took.
-    """
-    from models import db
-    from models.events import DELIVERED, FAILED, Attempt, Delivery, Event
-
-    started = time.time()
-    base = int(started) - rows * 2
-    with ctx.app.app_context():
-        before_event = db.session.scalar(select(func.max(Event.seq))) or 0
-        before_delivery = _last_delivery_id()
-        n = select(literal(1).label("x")).cte("n", recursive=True)
-        n = n.union_all(select(n.c.x + 1).where(n.c.x < rows))
-        x = n.c.x
-        if db.engine.dialect.name == "sqlite":
-            created = func.strftime("%Y-%m-%d %H:%M:%S", base + x * 2, "unixepoch")
-        else:
-            created = cast(func.to_timestamp(base + x * 2), DateTime)
-        event_type = case((x % 40 == 1, "call_initiated"), (x % 40 == 2, "call_ringing"),
-                          (x % 40 == 3, "call_answered"), (x % 40 == 0, "call_ended"),
-                          else_="transcript")
-        db.session.execute(insert(Event).from_select(
-            ["id", "event_type", "call_id", "timestamp_utc", "is_test", "body", "created_at"],
-            select(literal("msg_bulk_") + cast(x, String), event_type,
-                   cast(x / 40 + 1_000_000, String), base + x * 2, literal(False),
-                   literal(ceiling_body().decode()), created).select_from(n)))
-
-        e = Event.__table__.c
-        failed = e.seq % 100 == 0
-        db.session.execute(insert(Delivery).from_select(
-            ["event_seq", "event_type", "call_id", "is_test", "status", "due_at",
-             "attempt_count", "last_status_code", "last_duration_ms", "last_attempt_at",
-             "delivered_at", "created_at"],
-            select(e.seq, e.event_type, e.call_id, e.is_test, case((failed, FAILED), else_=DELIVERED),
-                   literal(None), case((failed, 5), else_=1), case((failed, 500), else_=200),
-                   literal(3.2), e.created_at, case((failed, None), else_=e.created_at), e.created_at)
-            .where(e.seq > before_event)))
-
-        d = Delivery.__table__.c
-        a = Attempt.__table__.c
-        headers = {"webhook-id": "msg_bulk", "webhook-timestamp": "1700000000",
-                   "webhook-signature": FAKE_SIGNATURE, "X-Api-Key": "••••6789"}
-        db.session.execute(insert(Attempt).from_select(
-            ["delivery_id", "number", "started_at", "duration_ms", "status_code", "ok",
-             "request_headers", "response_headers", "response_body"],
-            select(d.id, d.attempt_count, d.last_attempt_at, d.last_duration_ms, d.last_status_code,
-                   d.status == DELIVERED, literal(headers, a.request_headers.type),
-                   literal({"Content-Type": "text/plain"}, a.response_headers.type), literal("ok"))
-            .where(d.id > before_delivery)))
-        db.session.commit()
-    return time.time() - started
-
-
-def log_page(ctx: Context, rows: int, samples: int) -> dict:
-    """Fill the database to ``rows`` deliveries, then time the log page signed in."""
-    from models import db
-    from models.events import Delivery
-    from models.users import User
-
-    with ctx.app.app_context():
-        have = db.session.scalar(select(func.count()).select_from(Delivery))
-    inserted = max(0, rows - have)
-    insert_s = bulk_insert(ctx, inserted) if inserted else 0.0
-    with ctx.app.app_context():
-        if db.engine.dialect.name == "postgresql":
-            # What autovacuum would have done by the time a table holds a
-            # million rows: statistics, and (PostgreSQL 13+ vacuums
-            # insert-only tables too) the visibility map that lets the
-            # stats read their index alone. The workers' maintenance keeps
-            # it so for newer rows (tasks/maintenance.py).
-            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("VACUUM ANALYZE")
-        user = User(email="bench@example.com")
-        user.set_password("bench password")
-        db.session.add(user)
-        db.session.commit()
-        total = db.session.scalar(select(func.count()).select_from(Delivery))
-
-    client = ctx.app.test_client()
-    client.post("/login", data={"email": "bench@example.com", "password": "bench password"})
-    url = "/settings/integrations/webhook/deliveries"
-    first = client.get(url)
-    result = {"deliveries": total, "insert_seconds": insert_s, "status": first.status_code}
-    if first.status_code == 404:
-        return {**result, "missing": True}
-    if first.status_code != 200:
-        return {**result, "error": first.get_data(as_text=True)[:300]}
-    times = []
-    for _ in range(samples):
-        t = time.perf_counter()
-        response = client.get(url)
-        times.append(time.perf_counter() - t)
-        assert response.status_code == 200, response.status_code
-    return {**result, "bytes": len(first.data), "render": summary_ms(times)}

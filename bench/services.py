@@ -224,10 +224,10 @@ class Database:
     into an existing database.
     """
 
-    def __init__(self, workdir: Path, server_url: str | None = None):
+    def __init__(self, workdir: Path, server_url: str | None = None, name: str = "bench"):
         self.server_url = server_url
         if server_url is None:
-            self.url = f"sqlite:///{workdir / 'bench.sqlite'}"
+            self.url = f"sqlite:///{workdir / (name + '.sqlite')}"
             self.kind = "sqlite"
             return
         self.kind = "postgresql"

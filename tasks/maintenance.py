@@ -8,8 +8,8 @@ from sqlalchemy import delete, select
 
 from models import db, utcnow
 from models.events import OPEN_STATES, Attempt, Delivery, Event
+from tasks import rollups
 from tasks.queue import get_redis
-from tasks.stats import forget_hits
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ PRUNE_BATCH = 1000
 
 
 def prune(now: datetime | None = None, retention_days: float | None = None, batch: int = PRUNE_BATCH) -> int:
-    """Delete events older than the retention period with their deliveries and attempts.
+    """Delete events older than the retention period with their deliveries, attempts and roll-ups.
 
     Works in batches of ``batch`` events, one short transaction each, so the
     workers writing beside it are never blocked for long. Open deliveries
@@ -29,6 +29,9 @@ def prune(now: datetime | None = None, retention_days: float | None = None, batc
     if retention_days is None:
         retention_days = current_app.config["HOOKLINE_RETENTION_DAYS"]
     cutoff = now - timedelta(days=retention_days)
+    # The stats' per-minute roll-ups go with the attempts they counted.
+    rollups.prune(cutoff)
+    db.session.commit()
     removed = 0
     while True:
         old = (
@@ -44,7 +47,6 @@ def prune(now: datetime | None = None, retention_days: float | None = None, batc
         # Attempts and deliveries go with their event (ON DELETE CASCADE).
         db.session.execute(delete(Event).where(Event.seq.in_(seqs)))
         db.session.commit()
-        forget_hits()
         removed += len(seqs)
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import Integer, any_, bindparam, func, insert, or_, select, text
 from models import db, utcnow
 from models.events import CANCELLED, OPEN_SQL, Attempt, Delivery, Event, is_open
 from models.settings import SETTINGS_ID, WebhookSettings
+from tasks import rollups
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,10 @@ def write(token: str, attempts: list[dict], changes: list[dict]) -> set[int]:
 
     Returns the ids written. Rows whose lease was lost and taken over are
     left alone (and logged): their newer state stands. Core executemany, not
-    the ORM: the unit of work cost more than the database for a batch.
+    the ORM: the unit of work cost more than the database for a batch. The
+    stats' roll-ups get the batch in the same transaction, summed per minute
+    first: one upsert, written last so its row lock is held only until the
+    commit (on PostgreSQL concurrent drains queue on the current minute's row).
     """
     ids = {change["delivery_id"] for change in changes}
     held = fence(token, ids)
@@ -244,6 +248,7 @@ def write(token: str, attempts: list[dict], changes: list[dict]) -> set[int]:
     # executemany needs the same keys in every dict: cancellations set fewer columns.
     for keys in {tuple(sorted(change)) for change in changes}:
         db.session.execute(_UPDATE_HELD, [change for change in changes if tuple(sorted(change)) == keys])
+    rollups.add_batch(attempts, changes)
     return held
 
 

@@ -1,28 +1,39 @@
-"""Delivery statistics for the log page and the settings panel.
+"""Delivery statistics for the log page and the settings panel, read from the roll-ups.
 
-Pure functions over the database: each takes ``now`` (naive UTC) so tests
-can fix the clock. Everything here runs the same SQL on SQLite and
-PostgreSQL: windows are ranges on indexed timestamp columns compared with
-bound parameters, never DB-specific date functions.
+The figures come from ``attempt_rollups`` (models.rollups: one row per
+minute, written with the attempts), so a day costs at most 1,440 rows and a
+week 10,080 however many deliveries they held; only the last hit is read
+from the attempts (one indexed lookup). Each function takes ``now`` (naive UTC) so tests can fix the clock.
+
+Every open tab polls the stats every few seconds, so ``current()`` computes
+them at most once per HOOKLINE_STATS_CACHE_SECONDS per database and window
+and keeps them in Redis: shared by every web process and host (a
+process-local cache would compute once per gunicorn worker), and Redis is
+there anyway. Without Redis the stats are computed on every request.
 """
 
 import hashlib
+import json
 import math
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 import redis
-from sqlalchemy import Integer, case, func, literal, select, union_all
+from flask import current_app
+from sqlalchemy import func, select
 
-from models import db
-from models.events import CANCELLED, DELIVERED, FAILED, OPEN_STATES, Attempt, Delivery
+from models import db, utcnow
+from models.events import Attempt
+from models.rollups import LATENCY_COLUMNS, middle_of, minute_of, rollups
 from tasks.queue import get_redis
 
-#: The chart's outcomes, in stacking order (bottom first), with their labels.
+#: The chart's outcomes, in stacking order (bottom first), with their labels:
+#: what each attempt led to, and deliveries closed without one.
 OUTCOMES = (
     ("delivered", "Delivered"),
     ("failed", "Failed"),
-    ("open", "Pending or retrying"),
+    ("retrying", "Will retry"),
     ("cancelled", "Cancelled"),
 )
 #: The chart's two ranges: (window, bucket width).
@@ -31,33 +42,32 @@ RANGES = {
     "7d": (timedelta(days=7), timedelta(hours=6)),
 }
 DEFAULT_RANGE = "24h"
-STATS_WINDOW = timedelta(hours=24)
+#: The success rate and percentiles cover this many minutes, the current one included.
+STATS_MINUTES = 24 * 60
 _EPOCH = datetime(1970, 1, 1)
-#: The smallest step of a stored timestamp: "created at or before now" is "before now + 1 µs".
-_TICK = timedelta(microseconds=1)
 
 
 @dataclass
 class Bucket:
-    """Deliveries created in [start, end), counted by their current outcome."""
+    """Outcomes in [start, end): attempts by the state they led to, and cancellations."""
 
     start: datetime
     end: datetime
     delivered: int = 0
     failed: int = 0
-    open: int = 0
+    retrying: int = 0
     cancelled: int = 0
 
     @property
     def total(self) -> int:
-        return self.delivered + self.failed + self.open + self.cancelled
+        return self.delivered + self.failed + self.retrying + self.cancelled
 
 
 @dataclass
 class Summary:
-    """The figures above the chart."""
+    """The figures above the chart (the 24 h ones over the 1,440 minutes ending with now's)."""
 
-    hits: int  # every delivery still kept
+    hits: int  # every webhook call (attempt) still kept, up to now's minute
     last_hit_at: datetime | None  # the latest attempt
     last_hit_status: int | None
     last_hit_ok: bool | None
@@ -108,109 +118,53 @@ def percentile(sorted_values: list[float], p: float) -> float | None:
     return sorted_values[nearest_rank(len(sorted_values), p) - 1]
 
 
-def outcome_of(status: str) -> str:
-    """Map a delivery status to its chart outcome."""
-    if status in OPEN_STATES:
-        return "open"
-    if status in (DELIVERED, FAILED, CANCELLED):
-        return status
-    return "open"
-
-
-#: "<count>:<highest delivery id counted>", so the next count reads only newer rows.
-#: One key per database (see :func:`hits_key`): several Hookline databases may share a Redis.
-HITS_KEY = "hookline:hits"
-#: The cached count is rebuilt at least this often, whatever happens.
-HITS_TTL = 600
-
-
-def hits_key() -> str:
-    """The Redis key caching this database's hits: HITS_KEY + a digest of the database URL.
-
-    The URL without its password (which may change; the database does not),
-    with PostgreSQL's search_path option if any, so two schemas get two keys.
-    """
-    url = db.engine.url.render_as_string(hide_password=True)
-    return f"{HITS_KEY}:{hashlib.sha256(url.encode()).hexdigest()[:16]}"
-
-
-def count_hits() -> int:
-    """Deliveries kept (the seed's "hits"): counted in full once, then only the new rows.
-
-    COUNT(*) over a million deliveries costs ~55 ms on PostgreSQL and the log
-    refreshes its stats every few seconds. Deliveries are only ever removed
-    by the retention prune, which forgets the cached figure (and it expires
-    after HITS_TTL anyway); without Redis this is a plain COUNT(*).
-    """
-    redis_client, key = get_redis(), hits_key()
-    try:
-        cached = redis_client.get(key)
-    except redis.exceptions.ConnectionError:
-        redis_client, cached = None, None
-    base, counted_up_to = (int(part) for part in cached.split(b":")) if cached else (0, 0)
-    new, newest = db.session.execute(
-        select(func.count(), func.max(Delivery.id)).where(Delivery.id > counted_up_to)
-    ).one()
-    total = base + new
-    if redis_client is not None and newest is not None:
-        try:
-            redis_client.set(key, f"{total}:{newest}", ex=HITS_TTL)
-        except redis.exceptions.ConnectionError:
-            pass
-    return total
-
-
-def forget_hits() -> None:
-    """Deliveries were deleted: the next count_hits() counts them all again."""
-    get_redis().delete(hits_key())
-
-
-def nth_duration(window, rank: int, count: int) -> float | None:
-    """The ``rank``-th smallest of the ``count`` attempt durations (1-based) in ``window``.
-
-    Sorted by the database, from whichever end is nearer: ORDER BY ...
-    LIMIT 1 OFFSET k keeps only the k + 1 best rows while it scans (a
-    bounded heap on both databases), so the 95th percentile is the
-    (count - rank + 1)-th largest, a heap of 5% of the window instead of 95%
-    (measured with 73,000 attempts a day on SQLite: 39-55 ms down to 9-13).
-    """
-    query = select(Attempt.duration_ms).where(*window).limit(1)
-    if rank > count - rank + 1:
-        return db.session.scalar(query.order_by(Attempt.duration_ms.desc()).offset(count - rank))
-    return db.session.scalar(query.order_by(Attempt.duration_ms).offset(rank - 1))
+def histogram_percentile(counts: list[int], p: float) -> float | None:
+    """The nearest-rank ``p``-th percentile of a latency histogram, as its bucket's middle (±9.1%)."""
+    total = sum(counts)
+    if not total:
+        return None
+    rank, seen = nearest_rank(total, p), 0
+    for bucket, count in enumerate(counts):
+        seen += count
+        if seen >= rank:
+            return middle_of(bucket)
+    return None  # not reached: the counts add up to total
 
 
 def summary(now: datetime) -> Summary:
     """Hits, the last hit, and the last 24 h's success rate and p50/p95 durations.
 
-    Aggregated in the database, never by loading the window's rows: a count
-    and a sum, then each percentile as ORDER BY duration LIMIT 1 OFFSET rank,
-    all read from the (started_at, ok, duration_ms) index alone. The same SQL
-    on SQLite and PostgreSQL (neither shares a percentile function with the
-    other). Measured with 43,000 attempts a day: 13 ms, against 110 ms to
-    fetch the rows and sort them in Python.
+    One aggregate over at most 1,440 roll-up rows (the window is whole
+    minutes: the 1,439 before now's and now's own), one sum of the calls
+    kept (a row per minute of the retention period: 43,200 small rows for
+    30 days) and the latest attempt by the (started_at, ...) index.
     """
-    hits = count_hits()
     last = db.session.execute(
         select(Attempt.started_at, Attempt.status_code, Attempt.ok, Attempt.error_kind)
         .where(Attempt.started_at <= now)
         .order_by(Attempt.started_at.desc(), Attempt.id.desc())
         .limit(1)
     ).first()
-    window = (Attempt.started_at > now - STATS_WINDOW, Attempt.started_at <= now)
-    attempts, succeeded = db.session.execute(
-        select(func.count(), func.sum(case((Attempt.ok, 1), else_=0))).where(*window)
+    newest = minute_of(now)
+    c = rollups.c
+    row = db.session.execute(
+        select(func.sum(c.delivered), func.sum(c.retrying), func.sum(c.failed),
+               *(func.sum(c[name]) for name in LATENCY_COLUMNS))
+        .where(c.minute > newest - STATS_MINUTES, c.minute <= newest)
     ).one()
+    hits = db.session.scalar(select(func.sum(c.delivered + c.retrying + c.failed)).where(c.minute <= newest))
+    delivered, retrying, failed = (value or 0 for value in row[:3])
+    latencies = [value or 0 for value in row[3:]]
     return Summary(
-        hits=hits,
+        hits=hits or 0,
         last_hit_at=last.started_at if last else None,
         last_hit_status=last.status_code if last else None,
         last_hit_ok=last.ok if last else None,
         last_hit_error=last.error_kind if last else None,
-        attempts_24h=attempts,
-        succeeded_24h=succeeded or 0,
-        p50_ms=nth_duration(window, nearest_rank(attempts, 50), attempts) if attempts else None,
-        p95_ms=nth_duration(window, nearest_rank(attempts, 95), attempts) if attempts else None,
+        attempts_24h=delivered + retrying + failed,
+        succeeded_24h=delivered,
+        p50_ms=histogram_percentile(latencies, 50),
+        p95_ms=histogram_percentile(latencies, 95),
     )
 
 
@@ -228,27 +182,122 @@ def bucket_edges(now: datetime, range_name: str = DEFAULT_RANGE) -> tuple[list[d
 
 
 def outcome_series(now: datetime, range_name: str = DEFAULT_RANGE) -> Series:
-    """Deliveries per bucket by outcome over the last 24 h (hourly) or 7 d (6-hourly).
+    """Outcomes per bucket over the last 24 h (hourly) or 7 d (6-hourly), up to now's minute.
 
-    One round trip: a UNION ALL of one ``GROUP BY status`` count per bucket,
-    each a range on the (created_at, status) index. The database returns at
-    most buckets × statuses rows instead of every row of the window, and the
-    SQL is the same on SQLite and PostgreSQL (no date functions). Measured on
-    a million rows it beats numbering each row's bucket with a CASE by 3× on
-    SQLite and matches it on PostgreSQL.
+    One GROUP BY over the range's roll-up rows (≤ 1,440 or 10,080): minutes
+    are integers, so a row's bucket is an integer division, the same SQL on
+    SQLite and PostgreSQL.
     """
     if range_name not in RANGES:
         range_name = DEFAULT_RANGE
     edges, width = bucket_edges(now, range_name)
     buckets = [Bucket(start, end) for start, end in zip(edges, edges[1:])]
-    counts = [
-        select(literal(i, Integer).label("bucket"), Delivery.status, func.count().label("count"))
-        .where(Delivery.created_at >= start, Delivery.created_at < min(end, now + _TICK))
-        .group_by(Delivery.status)
-        for i, (start, end) in enumerate(zip(edges, edges[1:]))
-    ]
-    for bucket_index, status, count in db.session.execute(union_all(*counts)):
-        bucket = buckets[bucket_index]
-        key = outcome_of(status)
-        setattr(bucket, key, getattr(bucket, key) + count)
+    first, per_bucket = minute_of(edges[0]), int(width / timedelta(minutes=1))
+    c = rollups.c
+    index = ((c.minute - first) // per_bucket).label("bucket")
+    rows = db.session.execute(
+        select(index, func.sum(c.delivered), func.sum(c.failed), func.sum(c.retrying), func.sum(c.cancelled))
+        .where(c.minute >= first, c.minute <= minute_of(now))
+        .group_by(index)
+    )
+    for i, *counts in rows:
+        for (key, _), count in zip(OUTCOMES, counts):
+            setattr(buckets[i], key, count or 0)
     return Series(range=range_name, width=width, buckets=buckets)
+
+
+# -- one computation per interval, whatever the number of open tabs -----------
+
+
+def _key(range_name: str) -> str:
+    """The cache key of a window's stats on this app's database."""
+    url = db.engine.url.render_as_string(hide_password=True)
+    return f"hookline:stats:{hashlib.sha1(url.encode()).hexdigest()[:12]}:{range_name}"
+
+
+def _compute(range_name: str) -> dict:
+    now = utcnow()
+    return {"now": now, "summary": summary(now), "series": outcome_series(now, range_name)}
+
+
+def _dump(stats: dict, fresh_until: float) -> str:
+    series = stats["series"]
+    return json.dumps({
+        "fresh_until": fresh_until,
+        "now": stats["now"].isoformat(),
+        "summary": {**asdict(stats["summary"]), "last_hit_at": stats["summary"].last_hit_at
+                    and stats["summary"].last_hit_at.isoformat()},
+        "series": {"range": series.range, "buckets": [
+            [b.start.isoformat()] + [getattr(b, key) for key, _ in OUTCOMES] for b in series.buckets]},
+    })
+
+
+def _load(raw: bytes) -> tuple[dict, float]:
+    """The cached stats and until when they are fresh; unreadable ones (another version's) are stale."""
+    try:
+        return _parse(json.loads(raw))
+    except (ValueError, KeyError, TypeError):
+        return {}, 0.0
+
+
+def _parse(data: dict) -> tuple[dict, float]:
+    found = data["summary"]
+    if found["last_hit_at"]:
+        found["last_hit_at"] = datetime.fromisoformat(found["last_hit_at"])
+    range_name = data["series"]["range"]
+    width = RANGES[range_name][1]
+    buckets = []
+    for start, *counts in data["series"]["buckets"]:
+        start = datetime.fromisoformat(start)
+        buckets.append(Bucket(start, start + width, **{key: n for (key, _), n in zip(OUTCOMES, counts)}))
+    stats = {"now": datetime.fromisoformat(data["now"]), "summary": Summary(**found),
+             "series": Series(range=range_name, width=width, buckets=buckets)}
+    return stats, data["fresh_until"]
+
+
+def current(range_name: str = DEFAULT_RANGE) -> dict:
+    """``{"now", "summary", "series"}`` for a window, computed at most once per interval.
+
+    Stale-while-revalidate: when the cached figures are older than
+    HOOKLINE_STATS_CACHE_SECONDS, the one request that takes the Redis lock
+    recomputes them while the others keep showing the previous figures (a
+    first computation is waited for, up to a few seconds). 0 turns it off.
+    """
+    if range_name not in RANGES:
+        range_name = DEFAULT_RANGE
+    interval = current_app.config["HOOKLINE_STATS_CACHE_SECONDS"]
+    if not interval:
+        return _compute(range_name)
+    client, key = get_redis(), _key(range_name)
+    try:
+        raw = client.get(key)
+        deadline = time.monotonic() + 3
+        while True:
+            if raw is not None:
+                stats, fresh_until = _load(raw)
+                if fresh_until > time.time():
+                    return stats
+            if client.set(key + ":lock", 1, nx=True, ex=max(10, round(interval * 2))):
+                break
+            if raw is not None and stats:
+                return stats  # someone is recomputing them: these are at most one interval old
+            if time.monotonic() > deadline:
+                return _compute(range_name)
+            time.sleep(0.02)
+            raw = client.get(key)
+    except redis.exceptions.ConnectionError:
+        return _compute(range_name)
+    try:
+        stats = _compute(range_name)
+        client.set(key, _dump(stats, time.time() + interval), ex=max(60, round(interval * 12)))
+    finally:
+        client.delete(key + ":lock")
+    return stats
+
+
+def forget() -> None:
+    """Something the stats show was recorded (a test): the next request computes them afresh."""
+    try:
+        get_redis().delete(*(_key(range_name) for range_name in RANGES))
+    except redis.exceptions.ConnectionError:
+        pass

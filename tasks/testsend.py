@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from events import call_id_of, example_envelope
 from models import db, utcnow
 from models.events import Attempt, Delivery, Event, new_event_id
-from tasks import attempts
+from tasks import attempts, rollups, stats
 from tasks.drain import get_sender
 from tasks.publish import envelope_body
 
@@ -64,13 +64,18 @@ def send_test(settings, event_type: str) -> Delivery:
 
 
 def _store(event: Event, recorded: attempts.Recorded) -> Delivery:
-    """Write the test's Event, final Delivery and Attempt in one transaction; return the Delivery."""
+    """Write the test's Event, final Delivery, Attempt and roll-up in one transaction; return the Delivery.
+
+    The stats cache is forgotten afterwards, so the panel shows the test at once.
+    """
     change = {key: value for key, value in recorded.change.items() if key != "delivery_id"}
     delivery = Delivery(event=event, event_type=event.event_type, call_id=event.call_id, is_test=True, **change)
     attempt = Attempt(delivery=delivery, **{key: value for key, value in recorded.attempt.items()
                                             if key != "delivery_id"})
     db.session.add_all([event, delivery, attempt])
+    rollups.add_batch([recorded.attempt], [recorded.change])
     db.session.commit()
+    stats.forget()
     return delivery
 
 

@@ -200,16 +200,17 @@ def test_chart_and_stats_on_the_log_page(auth_client, mixed):
     html = auth_client.get(LOG).text
     svg = re.search(r"<svg viewBox=.*?</svg>", html, re.S).group(0)
     assert 'role="img"' in svg and "<title id=" in svg and "<desc id=" in svg
-    assert "Deliveries per hour by outcome, last 24 hours (UTC)" in svg
+    assert "Delivery attempts per hour by outcome, last 24 hours (UTC)" in svg
     assert svg.count("data-bucket=") == 24
-    assert "8 deliveries in the last 24 hours: 3 delivered, 2 failed, 2 pending or retrying, 1 cancelled." in svg
+    # Seven attempts by the state each led to (the pending delivery has none yet), one cancellation.
+    assert "8 outcomes in the last 24 hours: 3 delivered, 2 failed, 2 will retry, 1 cancelled." in svg
     assert 'data-outcome="failed"' in svg and 'fill="#dc3545"' in svg
-    for legend in ["Delivered", "Failed", "Pending or retrying", "Cancelled"]:
+    for legend in ["Delivered", "Failed", "Will retry", "Cancelled"]:
         assert legend in html
-    assert 'data-stat="hits">8<' in html
+    assert 'data-stat="hits">7<' in html  # seven calls: the pending delivery has had none
     weekly = auth_client.get(f"{LOG}?range=7d").text
     assert re.search(r"<svg viewBox=.*?</svg>", weekly, re.S).group(0).count("data-bucket=") == 28
-    assert "Deliveries per 6 hours by outcome, last 7 days (UTC)" in weekly
+    assert "Delivery attempts per 6 hours by outcome, last 7 days (UTC)" in weekly
 
 
 # --- waiting for an earlier event of the same call -------------------------------
@@ -365,7 +366,7 @@ def test_table_fragment_for_the_live_feed(auth_client, mixed):
 def test_stats_fragment_and_the_settings_page_panel(auth_client, mixed):
     fragment = auth_client.get(f"{LOG}/stats?range=7d&compact=1").text
     assert fragment.lstrip().startswith("<section id=\"delivery-stats\"")
-    assert 'hx-trigger="every 5s, hookline:delivery-recorded from:body"' in fragment and fragment.count("data-bucket=") == 28
+    assert 'hx-trigger="every 5s, hookline:delivery-recorded from:body, hl:visible from:document"' in fragment and fragment.count("data-bucket=") == 28
     assert 'id="recent-deliveries"' in fragment
     settings_page = auth_client.get("/settings/integrations/webhook").text
     panel = settings_page[settings_page.index('id="webhook-deliveries-panel"'):]

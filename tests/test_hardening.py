@@ -32,23 +32,23 @@ def test_log_treats_an_odd_before_as_absent(auth_client, app, value):
         assert response.text.count("data-delivery-id=") == first.text.count("data-delivery-id=") == 3
 
 
-def test_hits_are_cached_per_database(app, app_config, tmp_path):
-    """Two databases on one Redis: each log counts its own deliveries."""
-    from tasks.stats import count_hits
+def test_stats_are_cached_per_database(app, app_config, tmp_path, integration, receiver):
+    """Two databases on one Redis: each log shows its own hits, never the other's cached figures."""
+    from models.settings import get_settings
+    from tasks import stats
+    from tasks.testsend import send_test
 
     with app.app_context():
         for _ in range(3):
-            add_delivery(utcnow())
-        assert count_hits() == 3
+            send_test(get_settings(), "call_ended")
+        assert stats.current()["summary"].hits == 3
     other = create_app({**app_config, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'other.sqlite'}"})
     with other.app_context():
         db.create_all()
-        assert count_hits() == 0
-        add_delivery(utcnow())
-        assert count_hits() == 1
+        assert stats.current()["summary"].hits == 0
         db.engine.dispose()
     with app.app_context():
-        assert count_hits() == 3
+        assert stats.current()["summary"].hits == 3
 
 
 def test_create_admin_prints_valid_json_for_any_email(app):

@@ -38,7 +38,8 @@ from models.events import OPEN_STATES, STATES, Attempt, Delivery, Event, is_open
 from models.settings import get_settings
 from tasks.redeliver import REDELIVERABLE, redeliver, redeliver_failed_since
 from tasks.retry import max_attempts
-from tasks.stats import DEFAULT_RANGE, OUTCOMES, RANGES, outcome_series, summary
+from tasks import stats as delivery_figures
+from tasks.stats import DEFAULT_RANGE, OUTCOMES, RANGES
 from views.sent_request import request_as_sent
 
 bp = Blueprint("deliveries", __name__, url_prefix="/settings/integrations/webhook/deliveries")
@@ -50,7 +51,7 @@ KINDS = {"real": False, "test": True}
 #: Event ids (the webhook-id header) look like ``msg_…``; call ids never do.
 WEBHOOK_ID_PREFIX = "msg_"
 #: Chart colours (Bootstrap's success, danger, warning and secondary).
-COLOURS = {"delivered": "#198754", "failed": "#dc3545", "open": "#ffc107", "cancelled": "#6c757d"}
+COLOURS = {"delivered": "#198754", "failed": "#dc3545", "retrying": "#ffc107", "cancelled": "#6c757d"}
 
 
 @bp.before_request
@@ -261,14 +262,14 @@ def stats_panel():
 def delivery_stats(range_name: str | None = None, compact: bool = False) -> dict:
     """Everything the stats block shows, for templates (the settings page includes it).
 
-    ``compact`` (the settings page) draws a lower chart and adds the latest deliveries.
+    ``compact`` (the settings page) draws a lower chart and adds the latest
+    deliveries. The figures are shared by every open tab (tasks.stats.current).
     """
-    now = utcnow()
-    series = outcome_series(now, range_name if range_name in RANGES else DEFAULT_RANGE)
+    figures = delivery_figures.current(range_name if range_name in RANGES else DEFAULT_RANGE)
     data = {
-        "now": now,
-        "summary": summary(now),
-        "chart": chart(series, height=150 if compact else 220),
+        "now": figures["now"],
+        "summary": figures["summary"],
+        "chart": chart(figures["series"], height=150 if compact else 220),
     }
     if compact:
         data["recent"] = db.session.scalars(
@@ -488,7 +489,7 @@ def chart(series, *, width: int = 720, height: int = 220) -> dict:
     unit = "hour" if hourly else "6 hours"
     span = "last 24 hours" if series.range == "24h" else "last 7 days"
     busiest = max(series.buckets, key=lambda b: b.total, default=None)
-    description = f"{total} deliveries in the {span}: " + ", ".join(
+    description = f"{total} outcomes in the {span}: " + ", ".join(
         f"{totals[k]} {label.lower()}" for k, label in OUTCOMES) + "."
     if busiest is not None and busiest.total:
         description += (f" Busiest: {_span_label(busiest.start, busiest.end, series.width)}"
@@ -503,7 +504,7 @@ def chart(series, *, width: int = 720, height: int = 220) -> dict:
         "baseline": top + plot_h,
         "bars": bars,
         "grid": [{"value": step * i, "y": round(top + plot_h - plot_h * i / 4, 2)} for i in range(5)],
-        "title": f"Deliveries per {unit} by outcome, {span} (UTC)",
+        "title": f"Delivery attempts per {unit} by outcome, {span} (UTC)",
         "description": description,
         "totals": totals,
         "outcomes": [{"key": k, "label": label, "colour": COLOURS[k], "count": totals[k]}

@@ -84,3 +84,15 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 });
+
+// Live blocks (marked data-live, polled by htmx) back off while the tab is
+// hidden: no request at all until it is visible again, then one at once
+// (blocks that listen for "hl:visible"), so a tab left open in the background
+// costs the server nothing.
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const elt = event.detail.elt;
+  if (document.hidden && elt instanceof Element && elt.hasAttribute("data-live")) event.preventDefault();
+});
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) document.dispatchEvent(new Event("hl:visible"));
+});

@@ -1,6 +1,6 @@
 // The delivery log's live blocks (htmx polling, marked data-live) made gentler.
-// Everything works without this file: it only skips a refresh while the tab is
-// hidden or the admin is selecting text in the block, and keeps each <details>
+// Everything works without this file: it only skips a refresh while the admin
+// is selecting text in the block (app.js skips them while the tab is hidden), and keeps each <details>
 // (chart data, attempts) open or closed as the admin left it across refreshes.
 "use strict";
 
@@ -9,7 +9,7 @@ document.addEventListener("htmx:beforeRequest", (event) => {
   if (!(elt instanceof Element) || !elt.hasAttribute("data-live")) return;
   const selection = document.getSelection();
   const selecting = selection && !selection.isCollapsed && elt.contains(selection.anchorNode);
-  if (document.hidden || selecting) event.preventDefault(); // polling goes on; this tick is skipped
+  if (selecting) event.preventDefault(); // polling goes on; this tick is skipped
 });
 
 let detailsState = new Map();

@@ -200,7 +200,7 @@ def test_the_chart_keeps_its_table_alternative_at_phone_width(browser, live_serv
     page = new_page(browser, live_server, PHONE)
     sign_in(page)
     page.goto(LOG)
-    chart = page.get_by_role("img", name="Deliveries per hour by outcome, last 24 hours (UTC)")
+    chart = page.get_by_role("img", name="Delivery attempts per hour by outcome, last 24 hours (UTC)")
     expect(chart).to_be_visible()
     page.screenshot(path=os.path.join(SCREENSHOTS, "delivery-log-phone.png"))
     page.get_by_text("Chart data as a table").click()

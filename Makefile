@@ -8,22 +8,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: dev test test-postgres bench listen simulate-call flask install clean
+.PHONY: dev test test-postgres screenshots bench listen simulate-call flask install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[dev,test]'
 	touch $@ $(VENV)/.installed
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,test,bench]'
 	touch $@ $(VENV)/.installed-test $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -39,6 +39,10 @@ flask: $(VENV)/.installed
 ## Run the whole test suite (SQLite; PostgreSQL too when HOOKLINE_TEST_DATABASE_URL is set)
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Refresh the screenshots in docs/ (the browser walks save them there)
+screenshots: $(VENV)/.installed-test
+	HOOKLINE_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest -q -m browser
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench

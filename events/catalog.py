@@ -11,8 +11,6 @@ import reprlib
 from dataclasses import dataclass, field
 
 import fastjsonschema
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
 
 from . import schemas
 from .bounds import IntegerTooLong, check_json_value
@@ -176,19 +174,11 @@ CATALOG = {
     )
 }
 
-# Validation runs for every published event, so build each validator once.
-# check_schema makes a typo in schemas.py fail at import, not at runtime.
-# jsonschema is the authority; the publish path first asks fastjsonschema,
-# which compiles each schema to plain Python and answers "valid?" in ~3 us
-# (jsonschema: ~45 us). Only when it says no does jsonschema decide, and
-# name the field (tests/test_input_properties.py checks the two agree).
-_VALIDATORS = {}
-_FAST_CHECKS = {}
-for _event in CATALOG.values():
-    Draft202012Validator.check_schema(_event.schema)
-    _VALIDATORS[_event.name] = Draft202012Validator(_event.schema)
-    _FAST_CHECKS[_event.name] = fastjsonschema.compile(_event.schema)
-del _event
+# Validation runs for every published event, so each schema is compiled
+# once, to plain Python (fastjsonschema), at import: a typo in schemas.py
+# fails there, not at runtime. Its error names the path, the rule and the
+# value, which is all a message naming the field needs (_describe).
+_VALIDATORS = {event.name: fastjsonschema.compile(event.schema) for event in CATALOG.values()}
 
 # Error messages echo the bad value; keep a 100 kB transcript out of them.
 _repr = reprlib.Repr()
@@ -215,39 +205,30 @@ def _get(event_type):
 
 
 def _describe(error):
-    """Turn a jsonschema error into a (field, message) pair."""
-    path = [str(part) for part in error.absolute_path]
-
-    if error.validator == "required":
-        # jsonschema reports a missing property on its parent object;
-        # point at the missing property itself, which is more useful.
-        missing = [name for name in error.validator_value if name not in error.instance]
-        name = next(
-            (n for n in missing if error.message == f"{n!r} is a required property"),
-            missing[0] if missing else "",
-        )
-        path.append(name)
+    """Turn a fastjsonschema error into a (field, message) pair, the field from ``payload``."""
+    path = [str(part) for part in error.path[1:]]  # path[0] is fastjsonschema's "data"
+    rule, definition = error.rule, error.rule_definition
+    if rule == "required":
+        # Reported on the parent object: point at the missing property itself.
+        path.append(next((name for name in definition if name not in error.value), ""))
         message = "is required"
-    elif error.validator == "enum":
-        message = "must be one of " + ", ".join(map(str, error.validator_value))
-    elif error.validator == "type":
-        types = error.validator_value
-        if isinstance(types, str):
-            types = [types]
-        message = f"{_short(error.instance)} is not of type " + ", ".join(map(repr, types))
-    elif error.validator == "minLength":
+    elif rule == "enum":
+        message = "must be one of " + ", ".join(map(str, definition))
+    elif rule == "type":
+        types = [definition] if isinstance(definition, str) else definition
+        message = f"{_short(error.value)} is not of type " + ", ".join(map(repr, types))
+    elif rule == "minLength":
         message = "must not be empty"
-    elif error.validator == "maxLength":
-        message = f"is longer than {error.validator_value} characters"
-    elif error.validator in ("minimum", "maximum"):
+    elif rule == "maxLength":
+        message = f"is longer than {definition} characters"
+    elif rule in ("minimum", "maximum"):
         message = f"is outside the signed 64-bit range ({schemas.INT64_MIN} to {schemas.INT64_MAX})"
-    elif error.validator == "maxItems":
-        message = f"has more than {error.validator_value} items"
+    elif rule == "maxItems":
+        message = f"has more than {definition} items"
     else:
-        message = error.message
+        message = error.message[len(error.name):].strip()
         if len(message) > 200:
             message = message[:197] + "..."
-
     return ".".join(["payload", *path]), message
 
 
@@ -269,11 +250,9 @@ def validate_event(event_type, payload, timestamp_utc=None):
         raise InvalidEvent(*bad)
 
     try:
-        _FAST_CHECKS[event.name](payload)
-    except fastjsonschema.JsonSchemaException:
-        error = best_match(_VALIDATORS[event.name].iter_errors(payload))
-        if error is not None:
-            raise InvalidEvent(*_describe(error)) from None
+        _VALIDATORS[event.name](payload)
+    except fastjsonschema.JsonSchemaValueException as error:
+        raise InvalidEvent(*_describe(error)) from None
 
     if timestamp_utc is None:
         return

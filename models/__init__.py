@@ -67,13 +67,10 @@ def init_app(app) -> None:
             # when checked out, instead of failing the request that got it.
             # A SQLite file has no server to drop it: no ping there.
             options.setdefault("pool_pre_ping", True)
-        # The pool hands out the connection returned last (LIFO). With the
-        # default FIFO queue, a process that once had several connections
-        # out (the bench's four publishing threads) afterwards rotated one
-        # thread's work through all of them, each one's caches cold: a
-        # single publishing thread then ran ~10% slower on SQLite (2,540-2,900
-        # against 3,060-3,280 publishes/s in bench line 3, 20,000 events
-        # 2,745 against 3,040) and ~5% on PostgreSQL.
+        # The pool hands out the connection returned last (LIFO): with the
+        # default FIFO queue, a process that once had several connections out
+        # afterwards rotates one thread's work through all of them, each one's
+        # caches cold (bench/README.md: ~10% slower on SQLite, ~5% on PostgreSQL).
         options.setdefault("pool_use_lifo", True)
     db.init_app(app)
     # Importing registers the tables on Base.metadata (for create_all and Alembic).

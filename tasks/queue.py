@@ -127,15 +127,11 @@ class Waker:
     thread notes how many rings it has seen *before* it calls ``wake()``,
     so every ring is followed by a ``wake()`` that started after it, that is
     after the publish's commit. Rings close together share one ``wake()``:
-    at most one per GATHER_SECONDS. Measured in the bench with 2 workers,
-    this took the publishing loop from ~1,100 to ~1,450 events/s and its
-    CPU from ~600 to ~430 us per event (a wake() per publish, in the
-    publish or on this thread, cost the same). Gathering over 10 ms instead
-    of 2 took the one-thread publishing loop of bench line 3 from 1,580-1,850
-    to 2,090-2,290 events/s over 20,000 events on PostgreSQL (2,880-2,910 to
-    3,390-3,600 on SQLite), its CPU from ~0.25 to ~0.19 ms per event, and
-    the drains' batches grew: a busy drain claims without waiting for the
-    bell, and an idle one waits at most 10 ms more. At 50 events/s (20 ms
+    at most one per GATHER_SECONDS: one Redis pipeline serves every publish
+    of those 10 ms, which costs the publisher less CPU per event and gives
+    the drains bigger batches (bench/README.md has the figures); a busy
+    drain claims without waiting for the bell, and an idle one waits at
+    most 10 ms more. At 50 events/s (20 ms
     apart) nothing waits at all. The thread ends after a few idle seconds
     and the next ring starts a new one.
     """

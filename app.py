@@ -3,18 +3,12 @@
 import os
 
 from flask import Flask
-from flask_migrate import Migrate
-from flask_wtf.csrf import CSRFProtect
 
 import cli
+import extensions
 import models
-import tasks
 import views
 from config import check_production_safety, load_config
-
-csrf = CSRFProtect()
-# Batch mode lets Alembic alter SQLite tables (it copies them).
-migrate = Migrate(render_as_batch=True)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -30,9 +24,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     check_production_safety(app.config)
 
     models.init_app(app)
-    migrate.init_app(app, models.db, directory=os.path.join(app.root_path, "migrations"))
-    csrf.init_app(app)
-    tasks.init_app(app)
+    extensions.init_app(app)
     views.init_app(app)
     cli.init_app(app)
     return app

@@ -21,6 +21,7 @@ import redis
 from flask import current_app
 from sqlalchemy.exc import DBAPIError
 
+from extensions import get_sender
 from models import db, utcnow
 from models.settings import WebhookSettings, get_settings
 from tasks import attempts, autodisable, leases, outbox
@@ -28,25 +29,8 @@ from tasks.outbox import Claimed, claim, has_due_work, new_token  # noqa: F401 (
 from tasks.queue import (
     ask_for_help, jobs_waiting, listening, started_as_helper, stop_listening, wait_for_bell, wake,
 )
-from tasks.sender import Sender
 
 log = logging.getLogger(__name__)
-
-
-def get_sender() -> Sender:
-    """The process's one Sender (its connection pool keeps connections alive)."""
-    sender = current_app.extensions.get("hookline_sender")
-    if sender is None:
-        from tasks.netguard import parse_networks
-
-        sender = Sender(
-            allowed_networks=parse_networks(current_app.config["HOOKLINE_ALLOWED_NETWORKS"]),
-            deadline=current_app.config["HOOKLINE_DELIVERY_TIMEOUT"],
-            user_agent=current_app.config["HOOKLINE_USER_AGENT"],
-            ca_bundle=current_app.config.get("HOOKLINE_CA_BUNDLE") or None,
-        )
-        current_app.extensions["hookline_sender"] = sender
-    return sender
 
 
 def _not_wanted_reason(settings, delivery: Claimed) -> str | None:

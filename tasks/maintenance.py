@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from models import db, utcnow
 from models.events import OPEN_STATES, Attempt, Delivery, Event
 from tasks import rollups
-from tasks.queue import get_redis
+from extensions import get_redis
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,8 @@ import weakref
 
 import redis
 from flask import current_app
-from rq import Queue
 
-from tasks.jobs import SERIALIZER, HooklineJob
+from extensions import get_redis
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +45,22 @@ BELL = "hookline:bell"
 HELPER_FLAG = "hookline:drain-helper"
 
 
-def init_app(app) -> None:
-    """Create the app's Redis client (a connection pool, cheap to share)."""
-    app.extensions["hookline_redis"] = redis.Redis.from_url(
-        app.config["REDIS_URL"], socket_timeout=5, socket_connect_timeout=2
-    )
+#: Each worker's tick writes ``hookline:worker:<host>-<pid> = <unix time>``;
+#: /healthz and /metrics read them. The key expires when the worker dies.
+HEARTBEAT_PREFIX = "hookline:worker:"
+HEARTBEAT_TTL = 60
 
 
-def get_redis() -> redis.Redis:
-    """The current app's Redis client."""
-    return current_app.extensions["hookline_redis"]
+def get_queue():
+    """The ``hookline`` RQ queue (drain jobs and engine-enqueued publishes), JSON jobs only.
 
+    RQ is imported here, on first use, not with this module: the web process
+    loads it only when it first queues a drain.
+    """
+    from rq import Queue
 
-def get_queue() -> Queue:
-    """The ``hookline`` RQ queue (drain jobs and engine-enqueued publishes), JSON jobs only."""
+    from tasks.jobs import SERIALIZER, HooklineJob
+
     return Queue(current_app.config["HOOKLINE_QUEUE"], connection=get_redis(),
                  serializer=SERIALIZER, job_class=HooklineJob)
 

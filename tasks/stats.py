@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from models import db, utcnow
 from models.events import Attempt
 from models.rollups import LATENCY_COLUMNS, middle_of, minute_of, rollups
-from tasks.queue import get_redis
+from extensions import get_redis
 
 #: The chart's outcomes, in stacking order (bottom first), with their labels:
 #: what each attempt led to, and deliveries closed without one.

@@ -15,10 +15,10 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError
 
 from events import call_id_of, example_envelope
+from extensions import get_sender
 from models import db, utcnow
 from models.events import Attempt, Delivery, Event, new_event_id
 from tasks import attempts, rollups, stats
-from tasks.drain import get_sender
 from tasks.publish import envelope_body
 
 #: How much of a failing receiver's reply the panel shows.

@@ -24,14 +24,11 @@ from rq import SimpleWorker
 from tasks import maintenance
 from tasks.drain import Drainer, has_due_work
 from tasks.jobs import SERIALIZER, HooklineJob, refusal
-from tasks.queue import get_queue, get_redis, wake
+from extensions import get_redis
+from tasks.queue import HEARTBEAT_PREFIX, HEARTBEAT_TTL, get_queue, wake
 
 log = logging.getLogger(__name__)
 
-#: Each worker's tick writes ``hookline:worker:<host>-<pid> = <unix time>``;
-#: /healthz and /metrics read them. The key expires when the worker dies.
-HEARTBEAT_PREFIX = "hookline:worker:"
-HEARTBEAT_TTL = 60
 
 
 class HooklineWorker(SimpleWorker):

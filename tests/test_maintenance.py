@@ -45,7 +45,7 @@ def test_log_page_config_default(app):
 def test_outbox_vacuum_runs_once_per_interval_on_postgresql_only(app):
     """On PostgreSQL one worker VACUUMs deliveries per interval; SQLite has nothing to vacuum."""
     from tasks.maintenance import VACUUM_LOCK, vacuum_outbox_if_due
-    from tasks.queue import get_redis
+    from extensions import get_redis
 
     with app.app_context():
         for _ in range(5):
@@ -68,7 +68,7 @@ def test_after_the_vacuum_the_stats_read_attempts_from_the_index_alone(app):
     from sqlalchemy import text
 
     from tasks.maintenance import VACUUM_LOCK, vacuum_outbox_if_due
-    from tasks.queue import get_redis
+    from extensions import get_redis
 
     with app.app_context():
         if db.engine.dialect.name != "postgresql":

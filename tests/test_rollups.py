@@ -266,7 +266,7 @@ def test_the_retention_prune_removes_old_rollups(app):
 
 
 def test_while_one_request_recomputes_the_others_show_the_previous_figures(app, auth_client):
-    from tasks.queue import get_redis
+    from extensions import get_redis
 
     assert 'data-stat="hits">0<' in auth_client.get(f"{LOG}/stats").text
     with app.app_context():

@@ -1,11 +1,11 @@
 """Blueprints, one per area of the panel and API."""
 
+from extensions import csrf
 from views import api, auth, catalog, deliveries, health, security, settings
 
 
 def init_app(app) -> None:
-    """Register every blueprint and the login manager."""
-    auth.init_app(app)
+    """Register every blueprint and the panel's response headers."""
     security.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(settings.bp)
@@ -13,5 +13,5 @@ def init_app(app) -> None:
     app.register_blueprint(deliveries.bp)
     app.register_blueprint(api.bp)
     # The engine authenticates with a bearer token, not a browser session.
-    app.extensions["csrf"].exempt(api.bp)
+    csrf.exempt(api.bp)
     app.register_blueprint(health.bp)

@@ -9,8 +9,9 @@ import logging
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import LoginManager, current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
 
+from extensions import login_manager
 from forms import ConfirmForm, LoginForm
 from views import throttle
 from models import db
@@ -18,15 +19,6 @@ from models.users import User
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
-login_manager = LoginManager()
-login_manager.login_view = "auth.login"
-login_manager.login_message = "Please sign in to open the panel."
-login_manager.login_message_category = "info"
-
-
-def init_app(app) -> None:
-    """Wire Flask-Login into the app."""
-    login_manager.init_app(app)
 
 
 @login_manager.user_loader

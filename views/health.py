@@ -16,8 +16,8 @@ from sqlalchemy import case, func, select, text
 
 from models import db, utcnow
 from models.events import OPEN_STATES, STATES, Attempt, Delivery
-from tasks.queue import get_queue, get_redis
-from tasks.worker import HEARTBEAT_PREFIX
+from extensions import get_redis
+from tasks.queue import HEARTBEAT_PREFIX, get_queue
 
 log = logging.getLogger(__name__)
 

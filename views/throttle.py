@@ -16,7 +16,7 @@ import logging
 
 from flask import current_app
 
-from tasks.queue import get_redis
+from extensions import get_redis
 
 log = logging.getLogger(__name__)
 

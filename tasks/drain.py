@@ -22,10 +22,11 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError
 
 from extensions import get_sender
-from models import db, utcnow
+from models import db
 from models.settings import WebhookSettings, get_settings
 from tasks import attempts, autodisable, leases, outbox
 from tasks.outbox import Claimed, claim, has_due_work, new_token  # noqa: F401 (has_due_work: the tick's)
+from tasks.pacing import GATHER_SECONDS, is_behind, is_streaming, keeps_a_helper_busy
 from tasks.queue import (
     ask_for_help, jobs_waiting, listening, started_as_helper, stop_listening, wait_for_bell, wake,
 )
@@ -79,56 +80,6 @@ def _redis(action, default=None):
     except redis.exceptions.ConnectionError:
         log.warning("Redis unavailable; delivering without it")
         return default
-
-
-#: A drain is behind when its batch came back full and the oldest delivery
-#: in it has been due for longer than this; only then does it ask for a
-#: helper. Helping a drain that keeps up only splits its batches, which
-#: costs more CPU per event than it saves (bench/README.md).
-BEHIND_SECONDS = 0.1
-
-
-#: A drain in the middle of a stream (a batch of several deliveries, not
-#: full, each published moments ago) lets the batch last at least this long
-#: before it claims the next, so that one gathers what arrives meanwhile:
-#: every batch pays the same claim and commit whatever its size. A single
-#: event, a full batch or one holding an older delivery goes on at once.
-GATHER_SECONDS = 0.010
-
-
-def _waited(batch: list[Claimed]) -> float:
-    """Seconds the longest-due delivery of a claimed batch has been due.
-
-    A claimed delivery always has a due time: the claim takes only those due by now.
-    """
-    return (utcnow() - min(d.due_at for d in batch)).total_seconds()
-
-
-def is_streaming(batch: list[Claimed], batch_size: int) -> bool:
-    """Is ``batch`` part of a live stream: several deliveries, not full, all due for under 2 x GATHER_SECONDS?"""
-    return 1 < len(batch) < batch_size and _waited(batch) < 2 * GATHER_SECONDS
-
-
-def _behind_with(batch: list[Claimed], at_least: int) -> bool:
-    """Does ``batch`` hold ``at_least`` deliveries, some due for longer than BEHIND_SECONDS?"""
-    return len(batch) >= at_least and _waited(batch) > BEHIND_SECONDS
-
-
-def is_behind(batch: list[Claimed], batch_size: int) -> bool:
-    """Is a claimed ``batch`` full, with some delivery due for longer than BEHIND_SECONDS?"""
-    return _behind_with(batch, batch_size)
-
-
-def keeps_a_helper_busy(batch: list[Claimed], batch_size: int) -> bool:
-    """Should a helper go on after ``batch``: a quarter of a full batch or more, due for longer than BEHIND_SECONDS?
-
-    Not "full", as for asking: a helper gets only the calls whose heads the
-    listening drain does not hold, so its batches are rarely full. Small
-    batches still end it: after a stall a call's later events look old while
-    each moves one per batch, and two drains at a few a batch cost twice the
-    CPU per event of one.
-    """
-    return _behind_with(batch, max(2, batch_size // 4))
 
 
 class Drainer:
@@ -305,7 +256,7 @@ def drain(linger: float | None = None, helper: bool = False) -> int:
     ~27 round trips per job). It stops lingering as soon as other jobs wait
     for the worker, and hands over to a fresh job after
     HOOKLINE_DRAIN_MAX_SECONDS. A ``helper`` drain (asked for by a drain
-    whose batch came back full and behind, see BEHIND_SECONDS) ends at its
+    whose batch came back full and behind, see tasks.pacing) ends at its
     first batch that is small or fresh (keeps_a_helper_busy), or when
     nothing is due.
     """

@@ -11,10 +11,10 @@ Two keys do the waking:
   a round trip instead of a new job being queued for it.
 
 Only one drain listens at a time. When it falls behind (a full batch
-whose oldest delivery has waited longer than ``drain.BEHIND_SECONDS``) it
+whose oldest delivery has waited longer than ``pacing.BEHIND_SECONDS``) it
 asks for a helper (``HELPER_FLAG``): a drain for another worker that shares
 the backlog and ends as soon as its batches are small or fresh
-(``drain.keeps_a_helper_busy``), so a second worker never splits a stream
+(``pacing.keeps_a_helper_busy``), so a second worker never splits a stream
 that one drain keeps up with.
 
 Publishes do not wait for that round trip: :func:`ring_soon` hands it to

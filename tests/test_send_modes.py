@@ -28,7 +28,8 @@ from models import db, utcnow
 from models.events import PENDING, Delivery
 from tasks import publish_event
 from tasks import drain as drain_module
-from tasks.drain import Claimed, drain, is_streaming
+from tasks.drain import Claimed, drain
+from tasks.pacing import is_streaming
 from tasks.queue import BELL, DRAIN_FLAG, DRAIN_FLAG_TTL, flush_rings
 from tests.conftest import worker_env
 from tests.receiver import Reply

@@ -168,7 +168,7 @@ def auth_client(client, admin):
 @pytest.fixture
 def receiver():
     """A real HTTP receiver on 127.0.0.1 that records what it gets."""
-    from tests.receiver import Receiver
+    from tests.support.receiver import Receiver
 
     r = Receiver()
     yield r

@@ -10,7 +10,7 @@ from tasks import publish_event
 from tasks.autodisable import after_failure
 from tasks.drain import drain
 from tasks.queue import flush_rings
-from tests.receiver import Reply
+from tests.support.receiver import Reply
 
 
 def test_410_gone_disables_at_once_and_cancels_the_rest(app, integration, receiver):

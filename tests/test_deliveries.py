@@ -21,7 +21,7 @@ from models.settings import get_settings
 from tasks import publish_event
 from tasks.drain import drain
 from tasks.queue import flush_rings
-from tests.receiver import Reply
+from tests.support.receiver import Reply
 from tests.test_stats import add_delivery
 
 LOG = "/settings/integrations/webhook/deliveries"

@@ -21,7 +21,8 @@ from models.events import Attempt, Delivery, Event
 from models.settings import get_settings
 from tasks import publish_event
 from tasks.queue import flush_rings
-from tests.receiver import Receiver, Reply
+from tests.support import wait_until
+from tests.support.receiver import Receiver, Reply
 
 
 def publish(app, event_type, payload=None, **kwargs):
@@ -38,15 +39,6 @@ def deliveries(app):
             row.attempts  # load before the session closes
         db.session.expunge_all()
         return rows
-
-
-def wait_until(predicate, timeout=30.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def verify(secret, request):

@@ -11,7 +11,7 @@ from events import example_envelope
 from models import db
 from tasks import publish_event
 from tests.conftest import free_port
-from tests.receiver import Reply
+from tests.support.receiver import Reply
 
 
 def health(client):

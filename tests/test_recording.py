@@ -10,14 +10,13 @@ from datetime import timedelta
 
 from sqlalchemy import select, text, update
 
-from events import example_envelope
 from models import db, utcnow
 from models.events import Attempt, Delivery
-from tasks import outbox, publish_event
+from tasks import outbox
 from tasks.drain import Drainer, drain
-from tasks.queue import flush_rings
-from tests.receiver import Reply
-from tests.test_delivery import deliveries, wait_until
+from tests.support import publish_calls, wait_until
+from tests.support.receiver import Reply
+from tests.test_delivery import deliveries
 
 #: Replies a receiver may send: each is recorded, its event delivered once.
 HOSTILE_BODIES = {
@@ -33,15 +32,6 @@ NOT_HTTP = {
     "nul in reason": Reply(200, reason="O\x00K"),
     "nul in a header": Reply(200, headers={"X-Trace": "a\x00b"}),
 }
-
-
-def publish_calls(app, count):
-    """Publish ``count`` call_initiated events, each its own call; return their event ids."""
-    payload = example_envelope("call_initiated")["payload"]
-    with app.app_context():
-        ids = [publish_event("call_initiated", {**payload, "call_id": f"call-{i}"}) for i in range(count)]
-        flush_rings()  # the wake-ups have gone out, as in a real run
-    return ids
 
 
 def attempts_by_delivery(app):

@@ -32,16 +32,8 @@ from tasks.drain import Claimed, drain
 from tasks.pacing import is_streaming
 from tasks.queue import BELL, DRAIN_FLAG, DRAIN_FLAG_TTL, flush_rings
 from tests.conftest import worker_env
-from tests.receiver import Reply
-
-
-def publish_calls(app, n, event_types=("call_initiated",)):
-    """``event_types`` in turn for each of ``n`` calls (by default one each: a batch of ``n`` heads)."""
-    with app.app_context():
-        for event_type in event_types:
-            for call_id in range(1, n + 1):
-                publish_event(event_type, dict(example_envelope(event_type)["payload"], call_id=call_id))
-        flush_rings()
+from tests.support import publish_calls
+from tests.support.receiver import Reply
 
 
 #: Three events a call: a helper's batches move one of each call's at a time.

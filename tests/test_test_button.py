@@ -24,7 +24,7 @@ from models.events import Delivery, Event
 from models.settings import get_settings
 from tasks.drain import has_due_work
 from tests.conftest import free_port
-from tests.receiver import Reply
+from tests.support.receiver import Reply
 
 URL = "/settings/integrations/webhook"
 TEST = URL + "/test"

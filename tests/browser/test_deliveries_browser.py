@@ -14,7 +14,7 @@ from models import db, utcnow
 from models.events import Delivery
 from tasks import publish_event
 from tests.browser.conftest import SCREENSHOTS
-from tests.receiver import Reply
+from tests.support.receiver import Reply
 from tests.test_stats import add_delivery
 
 LOG = "/settings/integrations/webhook/deliveries"

@@ -20,7 +20,7 @@ from models import db
 from models.events import Delivery
 from tasks import publish_event
 from tests.faults.conftest import assert_all_arrived
-from tests.receiver import Reply
+from tests.support.receiver import Reply
 
 
 def publish_many(app, count, calls=25, pause=0.0, during=None):

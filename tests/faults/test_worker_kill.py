@@ -11,8 +11,8 @@ from models import db
 from models.events import Attempt, Delivery
 from tasks import publish_event
 from tests.faults.conftest import assert_all_arrived
-from tests.receiver import Reply
-from tests.test_delivery import wait_until
+from tests.support.receiver import Reply
+from tests.support import wait_until
 
 SLOW = 3.0  # the receiver answers after this many seconds
 

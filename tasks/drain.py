@@ -24,9 +24,8 @@ from sqlalchemy.exc import DBAPIError
 from extensions import get_sender
 from models import db
 from models.settings import WebhookSettings, get_settings
-from tasks import attempts, autodisable, leases, outbox
+from tasks import attempts, autodisable, leases, outbox, pacing
 from tasks.outbox import Claimed, claim, has_due_work, new_token  # noqa: F401 (has_due_work: the tick's)
-from tasks.pacing import GATHER_SECONDS, is_behind, is_streaming, keeps_a_helper_busy
 from tasks.queue import (
     ask_for_help, jobs_waiting, listening, started_as_helper, stop_listening, wait_for_bell, wake,
 )
@@ -155,10 +154,10 @@ class Drainer:
         if not rows:
             return None
         # A backlog: let another worker help while this one sends.
-        if is_behind(rows, self.batch_size):
+        if pacing.is_behind(rows, self.batch_size):
             _redis(ask_for_help)
-        self.helpful = keeps_a_helper_busy(rows, self.batch_size)
-        streaming = claim_next and is_streaming(rows, self.batch_size)
+        self.helpful = pacing.keeps_a_helper_busy(rows, self.batch_size)
+        streaming = claim_next and pacing.is_streaming(rows, self.batch_size)
         settings = self.settings_for(rows)
         reasons = {d.id: reason for d in rows if (reason := _not_wanted_reason(settings, d))}
         wanted = [d for d in rows if d.id not in reasons]
@@ -166,7 +165,7 @@ class Drainer:
         results = self.send_all(outgoing)
         if streaming:
             # Sent already: only the next claim waits, for more of the stream.
-            time.sleep(max(0.0, began + GATHER_SECONDS - time.monotonic()))
+            time.sleep(max(0.0, began + pacing.GATHER_SECONDS - time.monotonic()))
         recorded = [attempts.record(out, result, self.schedule, started=_naive_utc(result.started_at),
                                     delivered_at=d.delivered_at)
                     for d, out, result in zip(wanted, outgoing, results)]

@@ -27,7 +27,7 @@ from events import example_envelope
 from models import db, utcnow
 from models.events import PENDING, Delivery
 from tasks import publish_event
-from tasks import drain as drain_module
+from tasks import pacing
 from tasks.drain import Claimed, drain
 from tasks.pacing import is_streaming
 from tasks.queue import BELL, DRAIN_FLAG, DRAIN_FLAG_TTL, flush_rings
@@ -101,7 +101,7 @@ def test_a_batch_from_a_live_stream_lets_the_next_claim_gather(app, integration,
     # heads, not full, all fresh) is a stream, so the drain lets it last
     # GATHER_SECONDS before claiming the second events. Widened here so the
     # test does not depend on the box's speed.
-    monkeypatch.setattr(drain_module, "GATHER_SECONDS", 0.5)
+    monkeypatch.setattr(pacing, "GATHER_SECONDS", 0.5)
     publish_calls(app, 3, ("call_initiated", "call_ringing"))
     with app.app_context():
         drain(linger=0)

@@ -16,7 +16,8 @@ VERSION = "0.1.0"
 DEFAULT_SECRET_KEY = "dev-insecure-change-me"
 
 #: The seed's retry schedule: attempt 1 at once, then 30 s, 2 min, 8 min and
-#: 32 min after each failure; the delivery fails after the 5th attempt.
+#: 32 min after each failure; the delivery fails after the 5th attempt. The
+#: panel's default window (tasks/retry.py); HOOKLINE_RETRY_SCHEDULE overrides it.
 DEFAULT_RETRY_SCHEDULE = (30, 120, 480, 1920)
 
 _ENV_DEFAULTS = {
@@ -58,6 +59,17 @@ def _seconds_list(value: str) -> tuple[float, ...]:
     return delays
 
 
+def _scale(value: str) -> float:
+    """Parse ``HOOKLINE_RETRY_SCALE``: a positive factor."""
+    try:
+        scale = float(value)
+    except ValueError:
+        scale = 0.0
+    if not scale > 0:
+        raise RuntimeError(f"HOOKLINE_RETRY_SCALE must be a positive number, got {value!r}")
+    return scale
+
+
 def load_config(instance_path: str, environ=os.environ) -> dict:
     """Build the Flask config mapping for the environment named by HOOKLINE_ENV."""
     env = environ.get("HOOKLINE_ENV", "production")
@@ -78,7 +90,10 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
         # `make dev` runs an embedded redis-server on this socket (see cli/dev.py).
         "HOOKLINE_DEV_REDIS_SOCKET": os.path.join(instance_path, "redis", "redis.sock"),
         "HOOKLINE_QUEUE": environ.get("HOOKLINE_QUEUE", "hookline"),
-        "HOOKLINE_RETRY_SCHEDULE": DEFAULT_RETRY_SCHEDULE,
+        # None: the retry window chosen in the panel (tasks/retry.py); set, it overrides that.
+        "HOOKLINE_RETRY_SCHEDULE": None,
+        # Multiplies every retry delay and the 32 min a head holds its call (not in production).
+        "HOOKLINE_RETRY_SCALE": _scale(environ.get("HOOKLINE_RETRY_SCALE", "1")),
         # How often each worker's timer looks for due work that no RQ job
         # covers (Redis lost its jobs, or a retry came due).
         "HOOKLINE_TICK_SECONDS": float(environ.get("HOOKLINE_TICK_SECONDS", "1")),
@@ -136,4 +151,9 @@ def check_production_safety(config: dict) -> None:
         raise RuntimeError(
             "SECRET_KEY is not set. Production refuses to start with the default key: "
             "set SECRET_KEY (e.g. python -c 'import secrets; print(secrets.token_hex(32))')."
+        )
+    if config["HOOKLINE_ENV"] == "production" and config.get("HOOKLINE_RETRY_SCALE", 1.0) != 1.0:
+        raise RuntimeError(
+            "HOOKLINE_RETRY_SCALE is for tests and demos: production refuses to start with it "
+            "(it would shorten or stretch every retry). Unset it."
         )

@@ -21,10 +21,13 @@ from wtforms import (
     SubmitField,
     widgets,
 )
+from wtforms import RadioField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length
 
 from events import CATALOG, EVENT_TYPES
 from tasks.netguard import AddressNotAllowed, check_url_host, parse_networks
+from tasks.retry import WINDOWS
 
 MAX_URL_LENGTH = 2048
 MAX_HEADERS = 20
@@ -224,3 +227,12 @@ class ConfirmForm(FlaskForm):
     """An empty form: a CSRF-protected POST button (logout, redeliver, rotate)."""
 
     submit = SubmitField("Confirm")
+
+
+class RetryWindowForm(FlaskForm):
+    """"Keep retrying for": one of tasks.retry.WINDOWS."""
+
+    window = RadioField("Keep retrying for", validate_choice=True,
+                        choices=[SelectChoice(key, label) for key, (label, _) in WINDOWS.items()],
+                        validators=[InputRequired("Choose how long failed deliveries are retried.")])
+    submit = SubmitField("Save retry window")

@@ -43,6 +43,8 @@ class WebhookSettings(db.Model):
     # everything failing for a day); shown as a banner until re-enabled.
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     disabled_at: Mapped[datetime | None]
+    # "Keep retrying for": a key of tasks.retry.WINDOWS.
+    retry_window: Mapped[str] = mapped_column(String(8), default="40m", server_default="40m")
 
     def wants(self, event_type: str) -> bool:
         """True when a new event of this type should be delivered."""

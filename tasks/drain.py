@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from models import db, utcnow
 from models.settings import WebhookSettings, get_settings
-from tasks import attempts, autodisable, leases, outbox
+from tasks import attempts, autodisable, leases, outbox, retry
 from tasks.outbox import Claimed, claim, has_due_work, new_token  # noqa: F401 (has_due_work: the tick's)
 from tasks.queue import (
     ask_for_help, jobs_waiting, listening, started_as_helper, stop_listening, wait_for_bell, wake,
@@ -147,12 +147,14 @@ def keeps_a_helper_busy(batch: list[Claimed], batch_size: int) -> bool:
 
 
 class Drainer:
-    """One drain's state: its lease, its sender, its retry schedule, the batch claimed ahead."""
+    """One drain's state: its lease, its sender, its retry schedule (from the settings), the batch claimed ahead."""
 
     def __init__(self, config):
         self.batch_size = config["HOOKLINE_BATCH_SIZE"]
         self.lease = config["HOOKLINE_LEASE_SECONDS"]
-        self.schedule = config["HOOKLINE_RETRY_SCHEDULE"]
+        self.config = config
+        self.schedule: tuple[float, ...] = ()  # the settings' retry window, read with them
+        self.hold_seconds = retry.hold_seconds(config)
         self.user_agent = config["HOOKLINE_USER_AGENT"]
         self.sender = get_sender()
         self.concurrency = config["HOOKLINE_SEND_CONCURRENCY"]
@@ -187,6 +189,7 @@ class Drainer:
             self.settings = WebhookSettings(**{column.key: getattr(row, column.key)
                                                for column in WebhookSettings.__table__.columns})
             self.header_log = attempts.HeaderLog(self.user_agent, self.settings.headers or [])
+            self.schedule = retry.schedule_for(self.settings.retry_window, self.config)
         return self.settings
 
     def prepare(self, delivery: Claimed, settings) -> attempts.Outgoing:
@@ -232,7 +235,8 @@ class Drainer:
             # Sent already: only the next claim waits, for more of the stream.
             time.sleep(max(0.0, began + GATHER_SECONDS - time.monotonic()))
         recorded = [attempts.record(out, result, self.schedule, started=_naive_utc(result.started_at),
-                                    delivered_at=d.delivered_at)
+                                    delivered_at=d.delivered_at, holds_call_until=d.holds_call_until,
+                                    hold_seconds=self.hold_seconds)
                     for d, out, result in zip(wanted, outgoing, results)]
         try:
             self.write(batch, recorded, reasons, settings.url, claim_next)

@@ -6,10 +6,11 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import login_required
 
 from events import CATALOG, EVENT_TYPES
-from forms import ConfirmForm, WebhookSettingsForm
+from forms import ConfirmForm, RetryWindowForm, WebhookSettingsForm
 from models import db
 from models.events import Delivery
 from models.settings import apply_settings, clear_expired_secret, get_settings, rotate_secret
+from tasks.retry import WINDOWS
 from tasks.signing import generate_secret
 from tasks.testsend import CannotTest, describe, send_test
 
@@ -53,7 +54,7 @@ def _last_test():
     return delivery
 
 
-def _render(form, settings, status=200):
+def _render(form, settings, status=200, retry_form=None):
     """Render the page; reveal the signing secret if it has never been shown."""
     if settings.previous_secret and not settings.rotation_in_progress():
         clear_expired_secret()
@@ -76,6 +77,10 @@ def _render(form, settings, status=200):
         test_delivery=last_test,
         test_outcome=describe(last_test.attempts[-1]) if last_test else None,
         rotating=settings.rotation_in_progress(),
+        retry_form=retry_form or RetryWindowForm(formdata=None, window=settings.retry_window),
+        retry_windows=WINDOWS,
+        retry_override=current_app.config["HOOKLINE_RETRY_SCHEDULE"],
+        retry_scale=current_app.config["HOOKLINE_RETRY_SCALE"],
     )
     return page, status
 
@@ -173,6 +178,23 @@ def rotate():
     else:
         flash("New signing secret created: copy it now. The previous secret no longer signs.", "success")
     return redirect(url_for("settings.webhook") + "#signing-secret-section")
+
+
+@bp.post("/retry-window")
+def retry_window():
+    """Save how long failed deliveries are retried; deliveries already retrying follow it from their next attempt."""
+    settings = get_settings()
+    form = RetryWindowForm()
+    if not form.validate():
+        flash("The retry window was not saved: please correct the field marked below.", "danger")
+        return _render(_settings_form(settings), settings, 400, retry_form=form)
+    settings.retry_window = form.window.data
+    db.session.commit()
+    label = WINDOWS[settings.retry_window][0]
+    note = (" HOOKLINE_RETRY_SCHEDULE is set on the server, so it applies instead until it is removed."
+            if current_app.config["HOOKLINE_RETRY_SCHEDULE"] is not None else "")
+    flash(f"Failed deliveries are now retried for {label}.{note}", "success")
+    return redirect(url_for("settings.webhook") + "#retry-window")
 
 
 @bp.post("/reenable")

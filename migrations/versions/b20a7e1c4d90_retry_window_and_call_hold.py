@@ -1,0 +1,40 @@
+"""retry window chosen in the panel; a retrying head holds its call for a while only
+
+Revision ID: b20a7e1c4d90
+Revises: a16e0c3d5b21
+Create Date: 2026-12-06 01:40:00
+
+webhook_settings.retry_window is the panel's "Keep retrying for" (40m, 1d,
+3d; existing rows keep the seed's 40 minutes). deliveries.holds_call_until
+says until when a retrying head keeps its call's later events waiting; the
+claim finds heads past it through the small partial index
+ix_deliveries_let_go. Existing rows get NULL: they hold as before until
+their next failure sets it.
+"""
+from alembic import op
+import sqlalchemy as sa
+
+# revision identifiers, used by Alembic.
+revision = 'b20a7e1c4d90'
+down_revision = 'a16e0c3d5b21'
+branch_labels = None
+depends_on = None
+
+LET_GO_SQL = "status IN ('pending', 'retrying') AND holds_call_until IS NOT NULL"
+
+
+def upgrade():
+    with op.batch_alter_table('webhook_settings', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('retry_window', sa.String(length=8), server_default='40m', nullable=False))
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('holds_call_until', sa.DateTime(), nullable=True))
+        batch_op.create_index('ix_deliveries_let_go', ['holds_call_until'], unique=False,
+                              sqlite_where=sa.text(LET_GO_SQL), postgresql_where=sa.text(LET_GO_SQL))
+
+
+def downgrade():
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_deliveries_let_go')
+        batch_op.drop_column('holds_call_until')
+    with op.batch_alter_table('webhook_settings', schema=None) as batch_op:
+        batch_op.drop_column('retry_window')

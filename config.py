@@ -118,6 +118,11 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
         # Auto-disable when nothing succeeded for this long, with this many failures.
         "HOOKLINE_AUTO_DISABLE_HOURS": float(environ.get("HOOKLINE_AUTO_DISABLE_HOURS", "24")),
         "HOOKLINE_AUTO_DISABLE_MIN_FAILURES": int(environ.get("HOOKLINE_AUTO_DISABLE_MIN_FAILURES", "10")),
+        # "Failing" (the panel's banner, the alerts): 5+ failed attempts in a row over this
+        # long, or an open delivery older than HOOKLINE_STUCK_SECONDS (tasks/watch.py).
+        "HOOKLINE_FAILING_SECONDS": float(environ.get("HOOKLINE_FAILING_SECONDS", "300")),
+        "HOOKLINE_STUCK_SECONDS": float(environ.get("HOOKLINE_STUCK_SECONDS", "600")),
+        "HOOKLINE_HEALTH_CACHE_SECONDS": float(environ.get("HOOKLINE_HEALTH_CACHE_SECONDS", "5")),
         # Deliveries and attempts older than this are pruned by the maintenance pass.
         "HOOKLINE_RETENTION_DAYS": float(environ.get("HOOKLINE_RETENTION_DAYS", "30")),
         "HOOKLINE_MAINTENANCE_SECONDS": float(environ.get("HOOKLINE_MAINTENANCE_SECONDS", "600")),

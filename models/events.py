@@ -17,8 +17,12 @@ RETRYING = "retrying"
 DELIVERED = "delivered"
 FAILED = "failed"
 CANCELLED = "cancelled"
+#: Stored while Hookline has switched the integration off by itself: not
+#: sent, kept for the retention period until the admin re-enables and sends
+#: them (pending again) or discards them (cancelled).
+HELD = "held"
 OPEN_STATES = (PENDING, RETRYING)
-STATES = (PENDING, RETRYING, DELIVERED, FAILED, CANCELLED)
+STATES = (PENDING, RETRYING, DELIVERED, FAILED, CANCELLED, HELD)
 #: "status IN ('pending', 'retrying')" with the states written out, not bound:
 #: SQLite uses a partial index only when the query repeats its WHERE literally.
 OPEN_SQL = "status IN ('pending', 'retrying')"

@@ -49,8 +49,10 @@ def get_sender() -> Sender:
 
 
 def _not_wanted_reason(settings, delivery: Claimed) -> str | None:
-    """Why the settings read at send time refuse this delivery, if they do."""
+    """Why the settings read at send time refuse this delivery, if they do (HELD_REASON: set it aside)."""
     if not settings.enabled:
+        if settings.holds_events and settings.url and not delivery.is_test:
+            return outbox.HELD_REASON
         return "Cancelled: the integration was disabled before this was sent."
     if not settings.url:
         return "Cancelled: no webhook URL is configured."

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import DateTime, Integer, any_, bindparam, func, insert, or_, select, text, update
 
 from models import db, utcnow
-from models.events import CANCELLED, LET_GO_SQL, OPEN_SQL, Attempt, Delivery, Event, is_open
+from models.events import CANCELLED, HELD, LET_GO_SQL, OPEN_SQL, Attempt, Delivery, Event, is_open
 from models.settings import SETTINGS_ID, WebhookSettings
 
 log = logging.getLogger(__name__)
@@ -234,9 +234,15 @@ def fence(token: str, ids) -> set[int]:
     return set(rows)
 
 
+#: The reason that sets a claimed delivery aside as held, not cancelled
+#: (the integration was switched off by Hookline itself, see tasks.held).
+HELD_REASON = "Held: Hookline switched the integration off before this was sent; re-enable to send it."
+
+
 def cancelled(reasons: dict[int, str]) -> list[dict]:
-    """The state changes that close deliveries the integration no longer wants, saying why."""
-    return [dict(delivery_id=delivery_id, status=CANCELLED, last_error=reason, due_at=None, lease_until=None)
+    """The state changes that close deliveries the integration no longer wants (or hold them), saying why."""
+    return [dict(delivery_id=delivery_id, status=HELD if reason == HELD_REASON else CANCELLED,
+                 last_error=reason, due_at=None, lease_until=None)
             for delivery_id, reason in reasons.items()]
 
 

@@ -1,12 +1,13 @@
 """Blueprints, one per area of the panel and API."""
 
-from views import api, auth, catalog, deliveries, health, security, settings
+from views import api, auth, banner, catalog, deliveries, health, security, settings
 
 
 def init_app(app) -> None:
     """Register every blueprint and the login manager."""
     auth.init_app(app)
     security.init_app(app)
+    banner.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(settings.bp)
     app.register_blueprint(catalog.bp)

@@ -10,6 +10,7 @@ from forms import ConfirmForm, RetryWindowForm, WebhookSettingsForm
 from models import db
 from models.events import Delivery
 from models.settings import apply_settings, clear_expired_secret, get_settings, rotate_secret
+from tasks.held import discard_held, send_held, wake_up
 from tasks.retry import WINDOWS
 from tasks.signing import generate_secret
 from tasks.testsend import CannotTest, describe, send_test
@@ -199,16 +200,38 @@ def retry_window():
 
 @bp.post("/reenable")
 def reenable():
-    """Switch the integration back on after Hookline disabled it by itself."""
+    """Switch the integration back on; send or discard what was held while it was off.
+
+    ``held=send`` queues the held events (each call's in publish order),
+    ``held=discard`` cancels them; both in the same transaction as the
+    switch, so no new event of a call overtakes its held ones.
+    """
+    choice = request.form.get("held")
+    if choice not in (None, "send", "discard"):
+        flash("Nothing changed: choose to send or to discard the held events.", "danger")
+        return redirect(_back())
     settings = get_settings()
     since = settings.disabled_at
     settings.enabled = True
     settings.disabled_reason = settings.disabled_at = None
+    count = send_held() if choice == "send" else discard_held() if choice == "discard" else 0
     db.session.commit()
     message = "The integration is enabled again."
+    if choice == "send":
+        wake_up()
+        message += f" {count} held event{'s' if count != 1 else ''} will be sent now, each call's in order."
+    elif choice == "discard":
+        message += f" {count} held event{'s' if count != 1 else ''} were discarded (cancelled)."
     if since:
         message += (f" Deliveries that failed or were cancelled since {since:%Y-%m-%d %H:%M} UTC can be "
                     "sent again with “Redeliver all failed since” in the delivery log.")
     flash(message, "success")
-    return redirect(url_for("settings.webhook"))
+    return redirect(_back())
 
+
+def _back() -> str:
+    """Where a banner's form returns: the panel page it was on (never another site)."""
+    target = request.form.get("next", "")
+    if target.startswith("/settings/") and not target.startswith("//"):
+        return target
+    return url_for("settings.webhook")

@@ -123,6 +123,17 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
         "HOOKLINE_FAILING_SECONDS": float(environ.get("HOOKLINE_FAILING_SECONDS", "300")),
         "HOOKLINE_STUCK_SECONDS": float(environ.get("HOOKLINE_STUCK_SECONDS", "600")),
         "HOOKLINE_HEALTH_CACHE_SECONDS": float(environ.get("HOOKLINE_HEALTH_CACHE_SECONDS", "5")),
+        # E-mail alerts (tasks/alerts.py): sent by each worker's alert thread every
+        # HOOKLINE_ALERT_SECONDS; "failing" is alerted after HOOKLINE_ALERT_AFTER_SECONDS.
+        "HOOKLINE_ALERT_SECONDS": float(environ.get("HOOKLINE_ALERT_SECONDS", "30")),
+        "HOOKLINE_ALERT_AFTER_SECONDS": float(environ.get("HOOKLINE_ALERT_AFTER_SECONDS", "3600")),
+        "MAIL_SERVER": environ.get("MAIL_SERVER", ""),
+        "MAIL_PORT": int(environ.get("MAIL_PORT", "25")),
+        "MAIL_USERNAME": environ.get("MAIL_USERNAME", ""),
+        "MAIL_PASSWORD": environ.get("MAIL_PASSWORD", ""),
+        "MAIL_USE_TLS": _flag(environ.get("MAIL_USE_TLS", "0")),
+        "MAIL_FROM": environ.get("MAIL_FROM", "hookline@localhost"),
+        "MAIL_TIMEOUT": float(environ.get("MAIL_TIMEOUT", "10")),
         # Deliveries and attempts older than this are pruned by the maintenance pass.
         "HOOKLINE_RETENTION_DAYS": float(environ.get("HOOKLINE_RETENTION_DAYS", "30")),
         "HOOKLINE_MAINTENANCE_SECONDS": float(environ.get("HOOKLINE_MAINTENANCE_SECONDS", "600")),

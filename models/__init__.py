@@ -71,4 +71,4 @@ def init_app(app) -> None:
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {}).setdefault("pool_use_lifo", True)
     db.init_app(app)
     # Importing registers the tables on Base.metadata (for create_all and Alembic).
-    from models import events, settings, users  # noqa: F401
+    from models import alerts, events, settings, users  # noqa: F401

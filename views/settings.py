@@ -3,13 +3,14 @@
 from datetime import timedelta
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import login_required
+from flask_login import current_user, login_required
 
 from events import CATALOG, EVENT_TYPES
 from forms import ConfirmForm, RetryWindowForm, WebhookSettingsForm
 from models import db
 from models.events import Delivery
 from models.settings import apply_settings, clear_expired_secret, get_settings, rotate_secret
+from tasks import alerts
 from tasks.held import discard_held, send_held, wake_up
 from tasks.retry import WINDOWS
 from tasks.signing import generate_secret
@@ -82,6 +83,7 @@ def _render(form, settings, status=200, retry_form=None):
         retry_windows=WINDOWS,
         retry_override=current_app.config["HOOKLINE_RETRY_SCHEDULE"],
         retry_scale=current_app.config["HOOKLINE_RETRY_SCALE"],
+        alert_mode=alerts.mode(current_app.config),
     )
     return page, status
 
@@ -196,6 +198,16 @@ def retry_window():
             if current_app.config["HOOKLINE_RETRY_SCHEDULE"] is not None else "")
     flash(f"Failed deliveries are now retried for {label}.{note}", "success")
     return redirect(url_for("settings.webhook") + "#retry-window")
+
+
+@bp.post("/alerts")
+def alert_choice():
+    """The signed-in admin's own choice: get the e-mail alerts or not."""
+    wanted = request.form.get("alerts") == "on"
+    current_user.alerts_opt_out = not wanted
+    db.session.commit()
+    flash("You will get the e-mail alerts." if wanted else "You will no longer get the e-mail alerts.", "success")
+    return redirect(url_for("settings.webhook") + "#alerts")
 
 
 @bp.post("/reenable")

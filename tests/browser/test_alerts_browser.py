@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 from events import example_envelope
 from tasks import publish_event, watch
 from tests.receiver import Reply
+from tests.smtp import SmtpServer, text_of
 from tests.test_delivery import deliveries, wait_until
 
 SETTINGS = "/settings/integrations/webhook"
@@ -20,8 +21,17 @@ SCALE = 0.005  # 5 min -> 1.5 s; the 40 min window's delays: 0.15, 0.6, 2.4, 9.6
 
 
 @pytest.fixture
-def app_config(app_config):
+def smtp():
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app_config(app_config, smtp):
     app_config.update(
+        MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp.port, MAIL_FROM="alerts@hookline.test",
+        HOOKLINE_ALERT_SECONDS=0.2,
         WTF_CSRF_ENABLED=True,  # as in production
         HOOKLINE_RETRY_SCHEDULE=None, HOOKLINE_RETRY_SCALE=SCALE, HOOKLINE_TICK_SECONDS=0.1,
         HOOKLINE_FAILING_SECONDS=300 * SCALE, HOOKLINE_STUCK_SECONDS=600 * SCALE,
@@ -64,3 +74,30 @@ def test_failing_banner_appears_with_the_count_then_goes_when_the_receiver_recov
     wait_until(lambda: all(d.status == "delivered" for d in deliveries(app)), timeout=30)
     page.goto(SETTINGS)
     expect(page.locator("#failing-banner")).to_have_count(0)
+
+
+def test_410_disables_mails_the_admin_holds_3_events_and_re_enable_sends_them_in_order(
+        page, app, integration, receiver, start_worker, smtp):
+    receiver.respond(Reply(410, body=b"gone"))
+    start_worker()
+    publish(app, "call_initiated", 77)
+    [mail] = smtp.inbox.wait_for(1)
+    assert mail["To"] == "admin@example.com" and mail["Subject"] == "Hookline stopped sending your webhook"
+    assert f"URL: {receiver.url}" in text_of(mail)
+    assert f"Reason: The endpoint answered 410 Gone ({receiver.url})" in text_of(mail)
+
+    # The admin fixes the receiver meanwhile; three events of a call are published while it is off.
+    held = [publish(app, name, 78) for name in ("call_initiated", "call_ringing", "call_answered")]
+    assert all(held)
+    page.goto(f"{SETTINGS}/deliveries")
+    banner = page.locator("#auto-disabled")
+    expect(banner).to_contain_text("Hookline disabled this integration")
+    expect(banner).to_contain_text("3 events held since")
+    page.screenshot(path="/tmp/hookline-held-banner.png")
+    banner.get_by_role("button", name="Re-enable and send them").click()
+    expect(page.locator(".alert-success")).to_contain_text("3 held events will be sent now")
+    expect(page.locator("#auto-disabled")).to_have_count(0)
+    wait_until(lambda: len(receiver.requests) == 4, timeout=20)
+    assert [r.headers["webhook-id"] for r in receiver.requests[1:]] == held
+    assert [d.status for d in deliveries(app)] == ["failed", "delivered", "delivered", "delivered"]
+    assert len(smtp.inbox.messages) == 1  # one alert, not one per round

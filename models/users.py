@@ -33,6 +33,20 @@ class User(UserMixin, db.Model):
         """True when ``password`` matches the stored hash."""
         return check_password_hash(self.password_hash, password)
 
+    def end_other_sessions(self) -> bool:
+        """Sign out this admin's other sessions (after a password change); True when it could.
+
+        Sessions are ended by rotating the per-user session token that
+        get_id() returns (issue 19's ``session_token``); the caller then signs
+        the current session in again. Until that column exists this does
+        nothing and returns False.
+        """
+        rotate = getattr(self, "rotate_session_token", None)
+        if rotate is None:
+            return False
+        rotate()
+        return True
+
     @staticmethod
     def by_email(email: str) -> "User | None":
         """Find a user by email, ignoring case and surrounding spaces."""

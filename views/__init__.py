@@ -1,6 +1,6 @@
 """Blueprints, one per area of the panel and API."""
 
-from views import api, auth, banner, catalog, deliveries, health, security, settings
+from views import admins, api, auth, banner, catalog, deliveries, health, security, settings
 
 
 def init_app(app) -> None:
@@ -12,6 +12,7 @@ def init_app(app) -> None:
     app.register_blueprint(settings.bp)
     app.register_blueprint(catalog.bp)
     app.register_blueprint(deliveries.bp)
+    app.register_blueprint(admins.bp)
     app.register_blueprint(api.bp)
     # The engine authenticates with a bearer token, not a browser session.
     app.extensions["csrf"].exempt(api.bp)

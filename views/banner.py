@@ -16,7 +16,7 @@ from tasks import watch
 from tasks.held import held_summary
 
 #: Blueprints whose pages are the panel.
-PANEL = ("settings", "deliveries", "catalog")
+PANEL = ("settings", "deliveries", "catalog", "admins")
 
 
 @dataclass

@@ -17,7 +17,8 @@ VERSION = "0.1.0"
 DEFAULT_SECRET_KEY = "dev-insecure-change-me"
 
 #: The seed's retry schedule: attempt 1 at once, then 30 s, 2 min, 8 min and
-#: 32 min after each failure; the delivery fails after the 5th attempt.
+#: 32 min after each failure; the delivery fails after the 5th attempt. The
+#: panel's default window (tasks/retry.py); HOOKLINE_RETRY_SCHEDULE overrides it.
 DEFAULT_RETRY_SCHEDULE = (30, 120, 480, 1920)
 
 _ENV_DEFAULTS = {
@@ -68,6 +69,15 @@ def _ca_bundle(path: str) -> str:
     if path and not os.access(path, os.R_OK):
         raise RuntimeError(f"HOOKLINE_CA_BUNDLE must name a readable PEM file, got {path!r}")
     return path
+def _scale(value: str) -> float:
+    """Parse ``HOOKLINE_RETRY_SCALE``: a positive factor."""
+    try:
+        scale = float(value)
+    except ValueError:
+        scale = 0.0
+    if not scale > 0:
+        raise RuntimeError(f"HOOKLINE_RETRY_SCALE must be a positive number, got {value!r}")
+    return scale
 
 
 def load_config(instance_path: str, environ=os.environ) -> dict:
@@ -90,7 +100,10 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
         # `make dev` runs an embedded redis-server on this socket (see cli/dev.py).
         "HOOKLINE_DEV_REDIS_SOCKET": os.path.join(instance_path, "redis", "redis.sock"),
         "HOOKLINE_QUEUE": environ.get("HOOKLINE_QUEUE", "hookline"),
-        "HOOKLINE_RETRY_SCHEDULE": DEFAULT_RETRY_SCHEDULE,
+        # None: the retry window chosen in the panel (tasks/retry.py); set, it overrides that.
+        "HOOKLINE_RETRY_SCHEDULE": None,
+        # Multiplies every retry delay and the 32 min a head holds its call (not in production).
+        "HOOKLINE_RETRY_SCALE": _scale(environ.get("HOOKLINE_RETRY_SCALE", "1")),
         # How often each worker's timer looks for due work that no RQ job
         # covers (Redis lost its jobs, or a retry came due).
         "HOOKLINE_TICK_SECONDS": float(environ.get("HOOKLINE_TICK_SECONDS", "1")),
@@ -117,6 +130,22 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
         # Auto-disable when nothing succeeded for this long, with this many failures.
         "HOOKLINE_AUTO_DISABLE_HOURS": float(environ.get("HOOKLINE_AUTO_DISABLE_HOURS", "24")),
         "HOOKLINE_AUTO_DISABLE_MIN_FAILURES": int(environ.get("HOOKLINE_AUTO_DISABLE_MIN_FAILURES", "10")),
+        # "Failing" (the panel's banner, the alerts): 5+ failed attempts in a row over this
+        # long, or an open delivery older than HOOKLINE_STUCK_SECONDS (tasks/watch.py).
+        "HOOKLINE_FAILING_SECONDS": float(environ.get("HOOKLINE_FAILING_SECONDS", "300")),
+        "HOOKLINE_STUCK_SECONDS": float(environ.get("HOOKLINE_STUCK_SECONDS", "600")),
+        "HOOKLINE_HEALTH_CACHE_SECONDS": float(environ.get("HOOKLINE_HEALTH_CACHE_SECONDS", "5")),
+        # E-mail alerts (tasks/alerts.py): sent by each worker's alert thread every
+        # HOOKLINE_ALERT_SECONDS; "failing" is alerted after HOOKLINE_ALERT_AFTER_SECONDS.
+        "HOOKLINE_ALERT_SECONDS": float(environ.get("HOOKLINE_ALERT_SECONDS", "30")),
+        "HOOKLINE_ALERT_AFTER_SECONDS": float(environ.get("HOOKLINE_ALERT_AFTER_SECONDS", "3600")),
+        "MAIL_SERVER": environ.get("MAIL_SERVER", ""),
+        "MAIL_PORT": int(environ.get("MAIL_PORT", "25")),
+        "MAIL_USERNAME": environ.get("MAIL_USERNAME", ""),
+        "MAIL_PASSWORD": environ.get("MAIL_PASSWORD", ""),
+        "MAIL_USE_TLS": _flag(environ.get("MAIL_USE_TLS", "0")),
+        "MAIL_FROM": environ.get("MAIL_FROM", "hookline@localhost"),
+        "MAIL_TIMEOUT": float(environ.get("MAIL_TIMEOUT", "10")),
         # Deliveries and attempts older than this are pruned by the maintenance pass.
         "HOOKLINE_RETENTION_DAYS": float(environ.get("HOOKLINE_RETENTION_DAYS", "30")),
         "HOOKLINE_MAINTENANCE_SECONDS": float(environ.get("HOOKLINE_MAINTENANCE_SECONDS", "600")),
@@ -160,4 +189,9 @@ def check_production_safety(config: dict) -> None:
             "HOOKLINE_ENV=development, e.g. `make flask ARGS='webhook show'`; a new SECRET_KEY there "
             "could not read the secrets `make dev` stored. In production set SECRET_KEY once "
             "(python -c 'import secrets; print(secrets.token_hex(32))') and keep it."
+        )
+    if config["HOOKLINE_ENV"] == "production" and config.get("HOOKLINE_RETRY_SCALE", 1.0) != 1.0:
+        raise RuntimeError(
+            "HOOKLINE_RETRY_SCALE is for tests and demos: production refuses to start with it "
+            "(it would shorten or stretch every retry). Unset it."
         )

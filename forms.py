@@ -19,11 +19,14 @@ from wtforms import (
     SubmitField,
     widgets,
 )
-from wtforms.validators import InputRequired, Length
+from wtforms import RadioField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import EqualTo, InputRequired, Length, Regexp
 
 from events import EVENT_TYPES
 from models.rules import check_events, check_headers, check_url, unmask_rows
 from tasks.netguard import parse_networks
+from tasks.retry import WINDOWS
 
 
 def url_rules() -> dict:
@@ -133,3 +136,40 @@ class ConfirmForm(FlaskForm):
     """An empty form: a CSRF-protected POST button (logout, redeliver, rotate)."""
 
     submit = SubmitField("Confirm")
+
+
+class RetryWindowForm(FlaskForm):
+    """"Keep retrying for": one of tasks.retry.WINDOWS."""
+
+    window = RadioField("Keep retrying for", validate_choice=True,
+                        choices=[SelectChoice(key, label) for key, (label, _) in WINDOWS.items()],
+                        validators=[InputRequired("Choose how long failed deliveries are retried.")])
+    submit = SubmitField("Use this retry window")
+
+
+#: Admin passwords: at least this long (a passphrase beats complexity rules).
+MIN_PASSWORD = 12
+
+
+class AddAdminForm(FlaskForm):
+    """Add an admin with an initial password (they can change it after signing in)."""
+
+    email = EmailField("Email", filters=[lambda value: value.strip().lower() if value else value],
+                       validators=[InputRequired("Enter the new admin's email."), Length(max=254),
+                                            Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message="Enter a valid email address.")])
+    password = PasswordField("Initial password", validators=[
+        InputRequired("Enter an initial password."),
+        Length(min=MIN_PASSWORD, max=1024, message=f"Use at least {MIN_PASSWORD} characters.")])
+    submit = SubmitField("Add admin")
+
+
+class ChangePasswordForm(FlaskForm):
+    """Change your own password: the current one, then the new one twice."""
+
+    current = PasswordField("Current password", validators=[InputRequired("Enter your current password.")])
+    new = PasswordField("New password", validators=[
+        InputRequired("Enter a new password."),
+        Length(min=MIN_PASSWORD, max=1024, message=f"Use at least {MIN_PASSWORD} characters.")])
+    confirm = PasswordField("New password again", validators=[
+        InputRequired("Enter the new password again."), EqualTo("new", "The two new passwords differ.")])
+    submit = SubmitField("Change password")

@@ -74,4 +74,4 @@ def init_app(app) -> None:
         options.setdefault("pool_use_lifo", True)
     db.init_app(app)
     # Importing registers the tables on Base.metadata (for create_all and Alembic).
-    from models import events, rollups, settings, users  # noqa: F401
+    from models import alerts, events, rollups, settings, users  # noqa: F401

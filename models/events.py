@@ -17,11 +17,17 @@ RETRYING = "retrying"
 DELIVERED = "delivered"
 FAILED = "failed"
 CANCELLED = "cancelled"
+#: Stored while Hookline has switched the integration off by itself: not
+#: sent, kept for the retention period until the admin re-enables and sends
+#: them (pending again) or discards them (cancelled).
+HELD = "held"
 OPEN_STATES = (PENDING, RETRYING)
-STATES = (PENDING, RETRYING, DELIVERED, FAILED, CANCELLED)
+STATES = (PENDING, RETRYING, DELIVERED, FAILED, CANCELLED, HELD)
 #: "status IN ('pending', 'retrying')" with the states written out, not bound:
 #: SQLite uses a partial index only when the query repeats its WHERE literally.
 OPEN_SQL = "status IN ('pending', 'retrying')"
+#: Open rows with a hold deadline: the partial index the claim finds let-go heads in.
+LET_GO_SQL = f"{OPEN_SQL} AND holds_call_until IS NOT NULL"
 
 
 def is_open(column):
@@ -73,6 +79,10 @@ class Delivery(db.Model):
         # Stats windows and "redeliver failed since": a range on created_at
         # (status included so the per-hour counts read the index only).
         Index("ix_deliveries_created", "created_at", "status"),
+        # Retrying heads that stopped holding their call (tasks.outbox._heads):
+        # each is claimed on its own schedule while the rest of its call goes on.
+        Index("ix_deliveries_let_go", "holds_call_until",
+              sqlite_where=literal_column(LET_GO_SQL), postgresql_where=literal_column(LET_GO_SQL)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -95,6 +105,11 @@ class Delivery(db.Model):
     last_attempt_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set at a head's first failed attempt: until then its call's later events
+    # wait behind it; from then on they go on (the log marks them "sent ahead
+    # of #N") while it keeps its own schedule. A 4xx other than 408/429 sets
+    # it to that attempt's time. Kept once closed, for the log.
+    holds_call_until: Mapped[datetime | None]
 
     event: Mapped[Event] = relationship(back_populates="delivery", lazy="joined")
     attempts: Mapped[list["Attempt"]] = relationship(

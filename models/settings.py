@@ -42,10 +42,17 @@ class WebhookSettings(db.Model):
     # everything failing for a day); shown as a banner until re-enabled.
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     disabled_at: Mapped[datetime | None]
+    # "Keep retrying for": a key of tasks.retry.WINDOWS.
+    retry_window: Mapped[str] = mapped_column(String(8), default="40m", server_default="40m")
 
     def wants(self, event_type: str) -> bool:
         """True when a new event of this type should be delivered."""
         return wants(self.enabled, self.url, self.events, event_type)
+
+    @property
+    def holds_events(self) -> bool:
+        """Switched off by Hookline itself (not by an admin): new events are stored as held, not dropped."""
+        return not self.enabled and self.disabled_reason is not None
 
     def signing_secrets(self, now: datetime | None = None) -> list[str]:
         """The secrets that sign a delivery right now: [new, old] during a rotation."""
@@ -89,8 +96,13 @@ def wants(enabled, url, events, event_type: str) -> bool:
     return bool(enabled and url and event_type in (events or []))
 
 
+def keeps(enabled, disabled_reason, url, events, event_type: str) -> bool:
+    """Store this event? Wanted (see :func:`wants`), or held while Hookline has switched the integration off itself."""
+    return wants(enabled or disabled_reason is not None, url, events, event_type)
+
+
 def wants_sql(dialect: str) -> str:
-    """:func:`wants` as an SQL condition on the settings row, for ``:event_type``.
+    """:func:`keeps` as an SQL condition on the settings row, for ``:event_type``.
 
     Publish puts it in the event's INSERT ... SELECT, so the check and the
     write are one statement and never disagree with a save committed in
@@ -105,8 +117,15 @@ def wants_sql(dialect: str) -> str:
         subscribed = "EXISTS (SELECT 1 FROM json_each(s.events) WHERE json_each.value = :event_type)"
     return (
         f"EXISTS (SELECT 1 FROM webhook_settings AS s WHERE s.id = {SETTINGS_ID}"
-        f" AND s.enabled AND s.url <> '' AND {subscribed})"
+        f" AND (s.enabled OR s.disabled_reason IS NOT NULL) AND s.url <> '' AND {subscribed})"
     )
+
+
+#: A new delivery's status, read from the settings row in the same statement
+#: as the event's INSERT: pending, or held while auto-disabled (only then is a
+#: disabled integration's event stored at all, see wants_sql).
+NEW_STATUS_SQL = (f"CASE WHEN EXISTS (SELECT 1 FROM webhook_settings AS s WHERE s.id = {SETTINGS_ID}"
+                  " AND s.enabled) THEN 'pending' ELSE 'held' END")
 
 
 def get_settings() -> WebhookSettings:

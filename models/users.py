@@ -7,6 +7,7 @@ from datetime import datetime
 
 from flask_login import UserMixin
 from sqlalchemy import String, select
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -46,6 +47,8 @@ class User(UserMixin, db.Model):
     def by_session_token(token: str) -> "User | None":
         """The user whose current session token is ``token``, if any."""
         return db.session.scalar(select(User).where(User.session_token == token))
+    # True: no e-mail alerts for this admin (their own choice in the panel).
+    alerts_opt_out: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
 
     def set_password(self, password: str) -> None:
         """Store a salted hash of ``password`` (werkzeug's scrypt)."""
@@ -55,6 +58,10 @@ class User(UserMixin, db.Model):
         """True when ``password`` matches the stored hash (logged at DEBUG: each check costs a hash)."""
         log.debug("password checked for user %s", self.id)
         return check_password_hash(self.password_hash, password)
+
+    def end_other_sessions(self) -> None:
+        """Sign out this admin everywhere (after a password change): the caller signs the current session in again."""
+        self.end_all_sessions()
 
     @staticmethod
     def by_email(email: str) -> "User | None":

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from models import utcnow
 from models.events import DELIVERED, FAILED, RETRYING
 from models.settings import mask_value
-from tasks.retry import next_delay
+from tasks.retry import lets_call_go, next_delay
 from tasks.sender import build_headers
 from tasks.signing import signature_headers
 
@@ -106,15 +106,27 @@ def prepare(delivery_id, number: int, event_id: str, body: bytes, settings, head
     return Outgoing(delivery_id, number, settings.url, body, signed, custom, header_log(signed))
 
 
+def _hold(current: datetime | None, started: datetime, hold_seconds: float, result) -> datetime | None:
+    """Until when a failed head holds its call: set at the first failure, cut short by a 4xx but 408/429."""
+    if result.ok:
+        return current
+    if lets_call_go(result.status_code):
+        return min(current, started) if current else started
+    return current or started + timedelta(seconds=hold_seconds)
+
+
 def record(out: Outgoing, result, schedule, *, started: datetime, final: bool = False,
-           delivered_at: datetime | None = None) -> Recorded:
+           delivered_at: datetime | None = None, holds_call_until: datetime | None = None,
+           hold_seconds: float = 0.0) -> Recorded:
     """Decide what one send outcome means: the Attempt row and the delivery's next state.
 
     Delivered on any 2xx; failed for good on a 410 Gone (and ``gone`` set), when
     the schedule is spent, or at once when ``final`` (a test is never retried);
     otherwise retrying, due after the schedule's next delay (a receiver's
-    Retry-After can lengthen it). Both dicts hold every column every time,
-    so a batch's rows go out as one executemany each.
+    Retry-After can lengthen it). The first failure sets until when the
+    delivery holds its call's later events back (``hold_seconds`` after it);
+    a 4xx other than 408/429 lets the call go on at once. Both dicts hold
+    every column every time, so a batch's rows go out as one executemany each.
     """
     duration_ms = round(result.duration_ms, 2)
     error = storable(result.error_message)
@@ -136,6 +148,7 @@ def record(out: Outgoing, result, schedule, *, started: datetime, final: bool = 
         delivery_id=out.delivery_id, attempt_count=out.number, last_attempt_at=started,
         last_status_code=result.status_code, last_duration_ms=duration_ms, lease_until=None,
         delivered_at=delivered_at, last_error=error,
+        holds_call_until=_hold(holds_call_until, started, hold_seconds, result),
     )
     if result.ok:
         return Recorded(attempt, {**change, "status": DELIVERED, "delivered_at": utcnow(), "due_at": None})

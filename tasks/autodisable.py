@@ -3,9 +3,9 @@
 A 410 Gone answer disables the integration at once. Otherwise, when no
 delivery has succeeded for ``HOOKLINE_AUTO_DISABLE_HOURS`` (default 24) and
 at least ``HOOKLINE_AUTO_DISABLE_MIN_FAILURES`` (default 10) deliveries failed
-for good in that time, it is disabled too. Pending deliveries are then
-cancelled by the drain (visibly), and "Redeliver all failed since" brings
-them back after the admin re-enables.
+for good in that time, it is disabled too. Pending deliveries and new
+publishes are then held (tasks.held), for the admin to send or discard on
+re-enabling; "Redeliver all failed since" brings back the failed ones.
 """
 
 import logging

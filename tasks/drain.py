@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from extensions import get_sender
 from models import db
 from models.settings import WebhookSettings, get_settings
-from tasks import attempts, autodisable, leases, outbox, pacing
+from tasks import attempts, autodisable, leases, outbox, pacing, retry
 from tasks.outbox import Claimed, claim, has_due_work, new_token  # noqa: F401 (has_due_work: the tick's)
 from tasks.queue import (
     ask_for_help, jobs_waiting, listening, started_as_helper, stop_listening, wait_for_bell, wake,
@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 
 
 def _not_wanted_reason(settings, delivery: Claimed) -> str | None:
-    """Why the settings read at send time refuse this delivery, if they do."""
+    """Why the settings read at send time refuse this delivery, if they do (HELD_REASON: set it aside)."""
     if not settings.enabled:
+        if settings.holds_events and settings.url and not delivery.is_test:
+            return outbox.HELD_REASON
         return "Cancelled: the integration was disabled before this was sent."
     if not settings.url:
         return "Cancelled: no webhook URL is configured."
@@ -82,12 +84,14 @@ def _redis(action, default=None):
 
 
 class Drainer:
-    """One drain's state: its lease, its sender, its retry schedule, the batch claimed ahead."""
+    """One drain's state: its lease, its sender, its retry schedule (from the settings), the batch claimed ahead."""
 
     def __init__(self, config):
         self.batch_size = config["HOOKLINE_BATCH_SIZE"]
         self.lease = config["HOOKLINE_LEASE_SECONDS"]
-        self.schedule = config["HOOKLINE_RETRY_SCHEDULE"]
+        self.config = config
+        self.schedule: tuple[float, ...] = ()  # the settings' retry window, read with them
+        self.hold_seconds = retry.hold_seconds(config)
         self.user_agent = config["HOOKLINE_USER_AGENT"]
         self.sender = get_sender()
         self.concurrency = config["HOOKLINE_SEND_CONCURRENCY"]
@@ -122,6 +126,7 @@ class Drainer:
             self.settings = WebhookSettings(**{column.key: getattr(row, column.key)
                                                for column in WebhookSettings.__table__.columns})
             self.header_log = attempts.HeaderLog(self.user_agent, self.settings.headers or [])
+            self.schedule = retry.schedule_for(self.settings.retry_window, self.config)
         return self.settings
 
     def prepare(self, delivery: Claimed, settings) -> attempts.Outgoing:
@@ -167,7 +172,8 @@ class Drainer:
             # Sent already: only the next claim waits, for more of the stream.
             time.sleep(max(0.0, began + pacing.GATHER_SECONDS - time.monotonic()))
         recorded = [attempts.record(out, result, self.schedule, started=_naive_utc(result.started_at),
-                                    delivered_at=d.delivered_at)
+                                    delivered_at=d.delivered_at, holds_call_until=d.holds_call_until,
+                                    hold_seconds=self.hold_seconds)
                     for d, out, result in zip(wanted, outgoing, results)]
         try:
             self.write(batch, recorded, reasons, settings.url, claim_next)

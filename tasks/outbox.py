@@ -18,10 +18,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, any_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import DateTime, Integer, any_, bindparam, func, insert, or_, select, text, update
 
 from models import db, utcnow
-from models.events import CANCELLED, OPEN_SQL, Attempt, Delivery, Event, is_open
+from models.events import CANCELLED, HELD, LET_GO_SQL, OPEN_SQL, Attempt, Delivery, Event, is_open
 from models.settings import SETTINGS_ID, WebhookSettings
 from tasks import rollups
 
@@ -37,11 +37,12 @@ def new_token() -> str:
 
 
 def _heads(dialect: str):
-    """The ids of every call's first open delivery, and of open deliveries without a call.
+    """The ids of every call's first open delivery still holding it, of let-go heads, and of open deliveries without a call.
 
     A skip scan over the partial index on open rows: a recursive CTE steps
     from one call id to the next (each step one index seek), then takes each
-    call's lowest open id (another seek). The cost follows the number of
+    call's lowest open id that still holds its call (another seek, stepping
+    over the few let-go heads before it). The cost follows the number of
     calls with open deliveries, not the backlog: 50 calls cost ~100 seeks
     whether 50 or 20,000 deliveries are open. On PostgreSQL these are plain
     index scans, which mark the entries of dead row versions as they pass
@@ -49,11 +50,20 @@ def _heads(dialect: str):
     that visits every dead entry on every claim (6.6 ms for 38,000, against
     0.3 ms once marked).
 
-    Written as SQL so that SQLite can be told to read that index
+    A retrying head holds its call until ``holds_call_until`` (its first
+    failed attempt + 32 scaled minutes, or at once after a 4xx other than
+    408/429): past that it is its own head, like a delivery without a call,
+    found through a second small partial index (``ix_deliveries_let_go``),
+    and the next open delivery of its call is the call's head. Still one
+    statement: the claim stays one round trip.
+
+    Written as SQL so that SQLite can be told to read those indexes
     (``INDEXED BY``): on a table never ANALYZEd its planner picks the
     status index and reads every open row instead.
     """
     index = " INDEXED BY ix_deliveries_open_call" if dialect == "sqlite" else ""
+    let_go_index = " INDEXED BY ix_deliveries_let_go" if dialect == "sqlite" else ""
+    holding = "(d.holds_call_until IS NULL OR d.holds_call_until > :now)"
     return text(
         "WITH RECURSIVE calls(call_id) AS ("
         f" SELECT min(call_id) FROM deliveries{index} WHERE {OPEN_SQL} AND call_id IS NOT NULL"
@@ -62,10 +72,11 @@ def _heads(dialect: str):
         f" WHERE {OPEN_SQL} AND d.call_id > calls.call_id)"
         " FROM calls WHERE calls.call_id IS NOT NULL)"
         f" SELECT (SELECT min(d.id) FROM deliveries AS d{index}"
-        f" WHERE {OPEN_SQL} AND d.call_id = calls.call_id)"
+        f" WHERE {OPEN_SQL} AND d.call_id = calls.call_id AND {holding})"
         " FROM calls WHERE calls.call_id IS NOT NULL"
         f" UNION ALL SELECT id FROM deliveries{index} WHERE {OPEN_SQL} AND call_id IS NULL"
-    ).columns(id=Integer)
+        f" UNION ALL SELECT id FROM deliveries{let_go_index} WHERE {LET_GO_SQL} AND holds_call_until <= :now"
+    ).bindparams(bindparam("now", type_=DateTime())).columns(id=Integer)
 
 
 def _id_among(ids, dialect: str):
@@ -90,7 +101,8 @@ def _claimable(dialect: str):
 
     A call's head is its first open delivery; only heads are sent, so a
     call's events go out in publish order whatever the number of workers,
-    and a head that is leased or waiting for a retry holds its call back.
+    and a head that is leased or waiting for a retry holds its call back
+    (for its first 32 scaled minutes of retries, see _heads).
     Open deliveries without a call id are not ordered: each is its own head.
     Heads come from the partial index on open rows (one entry per open
     delivery, never the delivered history), so the cost follows the backlog,
@@ -136,7 +148,8 @@ def _claim_statement(dialect: str):
         .where(or_(d.lease_until.is_(None), d.lease_until < now))
         .values(lease_until=bindparam("lease"), claimed_by=bindparam("token"))
         .returning(d.id, d.event_type, d.is_test, d.attempt_count, d.delivered_at,
-                   _of_event(_events.c.id), _of_event(_events.c.body), d.due_at, _settings_version())
+                   _of_event(_events.c.id), _of_event(_events.c.body), d.due_at, _settings_version(),
+                   d.holds_call_until)
     )
 
 
@@ -160,6 +173,8 @@ class Claimed:
     due_at: datetime | None = None
     #: The settings row's updated_at when this was claimed.
     settings_version: datetime | None = None
+    #: Until when a retrying head holds its call (None: not failed yet).
+    holds_call_until: datetime | None = None
 
 
 def claim(token: str, limit: int, lease_seconds: float) -> list[Claimed]:
@@ -220,9 +235,15 @@ def fence(token: str, ids) -> set[int]:
     return set(rows)
 
 
+#: The reason that sets a claimed delivery aside as held, not cancelled
+#: (the integration was switched off by Hookline itself, see tasks.held).
+HELD_REASON = "Held: Hookline switched the integration off before this was sent; re-enable to send it."
+
+
 def cancelled(reasons: dict[int, str]) -> list[dict]:
-    """The state changes that close deliveries the integration no longer wants, saying why."""
-    return [dict(delivery_id=delivery_id, status=CANCELLED, last_error=reason, due_at=None, lease_until=None)
+    """The state changes that close deliveries the integration no longer wants (or hold them), saying why."""
+    return [dict(delivery_id=delivery_id, status=HELD if reason == HELD_REASON else CANCELLED,
+                 last_error=reason, due_at=None, lease_until=None)
             for delivery_id, reason in reasons.items()]
 
 

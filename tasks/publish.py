@@ -10,19 +10,19 @@ import logging
 import time
 
 from flask import current_app
-from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy import bindparam, insert, literal_column, select, text
 from sqlalchemy.exc import DBAPIError
 
 from events import call_id_of, validate_event
 from models import db, utcnow
-from models.events import PENDING, Delivery, Event, new_event_id
-from models.settings import wants_sql
+from models.events import Delivery, Event, new_event_id
+from models.settings import NEW_STATUS_SQL, wants_sql
 from tasks.queue import ring_soon
 
 log = logging.getLogger(__name__)
 
 _EVENT_COLUMNS = ("id", "event_type", "call_id", "timestamp_utc", "is_test", "body", "created_at")
-_DELIVERY_COLUMNS = ("event_type", "call_id", "is_test", "status", "due_at", "created_at", "attempt_count")
+_DELIVERY_COLUMNS = ("event_type", "call_id", "is_test", "due_at", "created_at", "attempt_count")
 
 #: PostgreSQL, in the publish statement's WHERE: the statement is its own
 #: transaction, and this makes that transaction commit without waiting for
@@ -49,7 +49,11 @@ def _insert_event(dialect: str, wait_for_flush: bool = True):
     return insert(events).from_select(_EVENT_COLUMNS, wanted).returning(events.c.seq)
 
 
-_INSERT_DELIVERY = insert(Delivery.__table__)
+#: SQLite: the delivery of the event just inserted (``:event_seq``), pending
+#: or held as the settings row says (in the same transaction as the event's).
+_INSERT_DELIVERY = insert(Delivery.__table__).from_select(
+    ["event_seq", *_DELIVERY_COLUMNS, "status"],
+    select(bindparam("event_seq"), *_values(Delivery.__table__, _DELIVERY_COLUMNS), literal_column(NEW_STATUS_SQL)))
 
 
 @functools.cache
@@ -62,8 +66,8 @@ def _insert_both_sql(dialect, wait_for_flush: bool) -> str:
     deliveries = Delivery.__table__
     new_event = _insert_event("postgresql", wait_for_flush).cte("new_event")
     statement = insert(deliveries).from_select(
-        ["event_seq", *_DELIVERY_COLUMNS],
-        select(new_event.c.seq, *_values(deliveries, _DELIVERY_COLUMNS, prefix="d_")),
+        ["event_seq", *_DELIVERY_COLUMNS, "status"],
+        select(new_event.c.seq, *_values(deliveries, _DELIVERY_COLUMNS, prefix="d_"), literal_column(NEW_STATUS_SQL)),
     ).returning(deliveries.c.id)
     return statement.compile(dialect=dialect).string
 
@@ -114,7 +118,10 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     """Validate an event and put it in the outbox; return its id (the webhook-id).
 
     Returns None, writing nothing, when the integration does not want it
-    (disabled, no URL, or this type not subscribed). Raises
+    (disabled, no URL, or this type not subscribed). While Hookline has
+    switched it off by itself (a 410, a day of failures), a subscribed
+    event is stored as held instead, to be sent or discarded when the admin
+    re-enables. Raises
     ``events.InvalidEvent`` naming the bad field. Needs an app context
     (the RQ worker gives every job one).
 
@@ -148,7 +155,7 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
                  is_test=is_test, body=envelope_body(event_type, timestamp_utc, payload, is_test),
                  created_at=now)
     delivery = dict(event_type=event_type, call_id=call_id, is_test=is_test,
-                    status=PENDING, due_at=now, created_at=now, attempt_count=0)
+                    due_at=now, created_at=now, attempt_count=0)
     # Event and Delivery in one transaction: both exist or neither does.
     # Core statements: they need none of the ORM's per-execute work, which
     # cost as much as the INSERTs here.

@@ -21,7 +21,7 @@ import redis
 from flask import current_app
 from rq import SimpleWorker
 
-from tasks import maintenance
+from tasks import alerts, maintenance
 from tasks.drain import Drainer, has_due_work
 from tasks.jobs import SERIALIZER, HooklineJob, refusal
 from extensions import get_redis
@@ -104,6 +104,8 @@ def run_worker(app, *, burst: bool = False) -> None:
     stop = threading.Event()
     ticker = threading.Thread(target=tick, args=(app, stop), name="hookline-tick", daemon=True)
     ticker.start()
+    # Alerts in a thread of their own: an SMTP server that hangs delays no tick and no delivery.
+    threading.Thread(target=alerts.run_forever, args=(app, stop), name="hookline-alerts", daemon=True).start()
     try:
         while True:
             try:

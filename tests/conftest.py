@@ -196,14 +196,24 @@ def integration(app, receiver):
 def worker_env(app) -> dict:
     """The environment a `flask worker` process needs to share this test's app config."""
     config = app.config
+    schedule = config["HOOKLINE_RETRY_SCHEDULE"]
+    override = {} if schedule is None else {"HOOKLINE_RETRY_SCHEDULE": ",".join(str(s) for s in schedule)}
     return dict(
         os.environ,
+        **override,
         HOOKLINE_ENV="testing",
         FLASK_APP="app",
         DATABASE_URL=config["SQLALCHEMY_DATABASE_URI"],
         REDIS_URL=config["REDIS_URL"],
         SECRET_KEY=config["SECRET_KEY"],
-        HOOKLINE_RETRY_SCHEDULE=",".join(str(s) for s in config["HOOKLINE_RETRY_SCHEDULE"]),
+        HOOKLINE_RETRY_SCALE=str(config["HOOKLINE_RETRY_SCALE"]),
+        HOOKLINE_FAILING_SECONDS=str(config["HOOKLINE_FAILING_SECONDS"]),
+        HOOKLINE_STUCK_SECONDS=str(config["HOOKLINE_STUCK_SECONDS"]),
+        HOOKLINE_ALERT_SECONDS=str(config["HOOKLINE_ALERT_SECONDS"]),
+        HOOKLINE_ALERT_AFTER_SECONDS=str(config["HOOKLINE_ALERT_AFTER_SECONDS"]),
+        MAIL_SERVER=config["MAIL_SERVER"],
+        MAIL_PORT=str(config["MAIL_PORT"]),
+        MAIL_FROM=config["MAIL_FROM"],
         HOOKLINE_TICK_SECONDS=str(config["HOOKLINE_TICK_SECONDS"]),
         HOOKLINE_LEASE_SECONDS=str(config["HOOKLINE_LEASE_SECONDS"]),
         HOOKLINE_BATCH_SIZE=str(config["HOOKLINE_BATCH_SIZE"]),

@@ -13,7 +13,7 @@ from tasks.queue import flush_rings
 from tests.support.receiver import Reply
 
 
-def test_410_gone_disables_at_once_and_cancels_the_rest(app, integration, receiver):
+def test_410_gone_disables_at_once_and_holds_the_rest(app, integration, receiver):
     receiver.respond(Reply(410, body=b"this endpoint is gone"))
     with app.app_context():
         for _ in range(3):
@@ -24,7 +24,7 @@ def test_410_gone_disables_at_once_and_cancels_the_rest(app, integration, receiv
         assert settings.enabled is False
         assert "410 Gone" in settings.disabled_reason and settings.disabled_at
         statuses = [d.status for d in db.session.scalars(db.select(Delivery).order_by(Delivery.id))]
-    assert statuses == ["failed", "cancelled", "cancelled"]
+    assert statuses == ["failed", "held", "held"]
     assert len(receiver.requests) == 1
 
 

@@ -74,7 +74,7 @@ def buffers(statement, params) -> int:
 
 def claim_costs() -> tuple[int, int]:
     now = utcnow()
-    params = dict(now=now, limit=32, lease=now, owner="explain")
+    params = dict(now=now, limit=32, lease=now, token="explain")
     return buffers(_claim_statement("postgresql"), params), buffers(_due_statement("postgresql"), params)
 
 

@@ -27,7 +27,7 @@ from flask import (
 )
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import raiseload
 from wtforms import BooleanField, DateTimeLocalField, SubmitField
 from wtforms.validators import InputRequired
@@ -37,7 +37,7 @@ from models import db, utcnow
 from models.events import OPEN_STATES, STATES, Attempt, Delivery, Event, is_open
 from models.settings import get_settings
 from tasks.redeliver import REDELIVERABLE, redeliver, redeliver_failed_since
-from tasks.retry import max_attempts
+from tasks.retry import max_attempts, schedule_for
 from tasks import stats as delivery_figures
 from tasks.stats import DEFAULT_RANGE, OUTCOMES, RANGES
 from views.sent_request import request_as_sent
@@ -176,27 +176,79 @@ def log_page(where: list, before: int | None = None, after: int | None = None,
     return Page(rows, newer=newer, older=older)
 
 
-def waiting_for(rows: list[Delivery]) -> dict[int, int]:
+def schedule_attempts() -> int:
+    """How many attempts a delivery gets under the retry schedule in force (panel choice or override)."""
+    return max_attempts(schedule_for(get_settings().retry_window, current_app.config))
+
+
+def _holding(now: datetime):
+    """An open delivery still holds its call: not yet failed, or failed less than 32 (scaled) minutes ago."""
+    return or_(Delivery.holds_call_until.is_(None), Delivery.holds_call_until > now)
+
+
+def _lets_go(delivery: Delivery, now: datetime) -> bool:
+    """Has this head stopped holding its call (its own schedule goes on)?"""
+    return delivery.holds_call_until is not None and delivery.holds_call_until <= now
+
+
+def waiting_for(rows: list[Delivery], now: datetime | None = None) -> dict[int, int]:
     """Which of ``rows`` the drain holds back: {delivery id: the earliest open delivery of its call}.
 
     The same rule as the drain's claim: an open delivery waits while an
-    earlier delivery of its call is still open. One query for the whole page,
+    earlier delivery of its call is still open and still holds the call
+    (tasks.outbox._heads). One query for the whole page,
     and only when the page shows open deliveries of a call (a page of finished
     ones costs nothing): the earliest open id per call among the page's calls,
     read through the partial index on open rows (call_id, id), so it touches
     only those calls' open rows, never their delivered history.
     """
-    candidates = [d for d in rows if d.status in OPEN_STATES and d.call_id]
+    now = now or utcnow()
+    candidates = [d for d in rows if d.status in OPEN_STATES and d.call_id and not _lets_go(d, now)]
     if not candidates:
         return {}
     heads = dict(db.session.execute(
         select(Delivery.call_id, func.min(Delivery.id))
         .where(Delivery.call_id.in_(sorted({d.call_id for d in candidates})),
-               is_open(Delivery.status),
+               is_open(Delivery.status), _holding(now),
                Delivery.id < max(d.id for d in candidates))
         .group_by(Delivery.call_id)
     ).all())
     return {d.id: heads[d.call_id] for d in candidates if heads.get(d.call_id, d.id) < d.id}
+
+
+def sent_ahead(rows: list[Delivery]) -> dict[int, int]:
+    """Which of ``rows`` were sent while an earlier event of their call was still retrying: {id: that event's id}.
+
+    An earlier delivery that stopped holding its call (holds_call_until
+    passed) and was still open when this one was first attempted. Costs
+    nothing unless the page's calls have such a delivery (one query by the
+    call index; then one for the first attempts' times).
+    """
+    sent = [d for d in rows if d.call_id and d.attempt_count]
+    if not sent:
+        return {}
+    let_go = db.session.execute(
+        select(Delivery.id, Delivery.call_id, Delivery.holds_call_until, Delivery.status,
+               Delivery.last_attempt_at)
+        .where(Delivery.call_id.in_(sorted({d.call_id for d in sent})),
+               Delivery.holds_call_until.is_not(None), Delivery.id < max(d.id for d in sent))
+    ).all()
+    if not let_go:
+        return {}
+    first = dict(db.session.execute(
+        select(Attempt.delivery_id, func.min(Attempt.started_at))
+        .where(Attempt.delivery_id.in_([d.id for d in sent])).group_by(Attempt.delivery_id)
+    ).all())
+    ahead = {}
+    for d in sent:
+        began = first.get(d.id)
+        for other in let_go:
+            if (other.call_id == d.call_id and other.id < d.id and began is not None
+                    and other.holds_call_until <= began
+                    and (other.status in OPEN_STATES or other.last_attempt_at > began)):
+                ahead[d.id] = other.id
+                break
+    return ahead
 
 
 def earliest_open_before(delivery: Delivery) -> Delivery | None:
@@ -206,12 +258,13 @@ def earliest_open_before(delivery: Delivery) -> Delivery | None:
     exists ``delivery`` is not sent. None for a finished delivery or one
     without a call id.
     """
-    if delivery.status not in OPEN_STATES or not delivery.call_id:
+    now = utcnow()
+    if delivery.status not in OPEN_STATES or not delivery.call_id or _lets_go(delivery, now):
         return None
     return db.session.scalars(
         select(Delivery).options(raiseload(Delivery.event))
         .where(Delivery.call_id == delivery.call_id, Delivery.id < delivery.id,
-               is_open(Delivery.status))
+               is_open(Delivery.status), _holding(now))
         .order_by(Delivery.id).limit(1)
     ).first()
 
@@ -231,9 +284,9 @@ def log():
         filters=filters,
         page=page,
         waiting=waiting_for(page.rows),
+        ahead=sent_ahead(page.rows),
         now=utcnow(),
         range_name=_range_arg(),
-        schedule_attempts=max_attempts(current_app.config["HOOKLINE_RETRY_SCHEDULE"]),
     )
     if request.args.get("partial") == "table":
         # The live feed's fragment (htmx polls it on the first page).
@@ -243,6 +296,7 @@ def log():
         event_types=EVENT_TYPES,
         states=STATES,
         since_form=RedeliverSinceForm(formdata=None, since=utcnow() - timedelta(hours=24)),
+        schedule_attempts=schedule_attempts(),
         **context,
     )
 
@@ -308,9 +362,10 @@ def detail(delivery_id: int):
         sent={a.id: request_as_sent(a, saved_url=settings.url, saved_headers=settings.headers,
                                     user_agent=current_app.config["HOOKLINE_USER_AGENT"]) for a in attempts},
         waiting_on=earliest_open_before(delivery),
+        ahead_of=sent_ahead([delivery]).get(delivery.id),
         now=utcnow(),
         redeliverable=delivery.status in REDELIVERABLE,
-        schedule_attempts=max_attempts(current_app.config["HOOKLINE_RETRY_SCHEDULE"]),
+        schedule_attempts=schedule_attempts(),
         back=_safe_back(request.args.get("back")),
     )
     if request.args.get("partial") == "1":
@@ -361,7 +416,7 @@ def redeliver_one(delivery_id: int):
         abort(404)
     if _integration_off():
         return redirect(back)
-    used_up = delivery.attempt_count >= max_attempts(current_app.config["HOOKLINE_RETRY_SCHEDULE"])
+    used_up = delivery.attempt_count >= schedule_attempts()
     if redeliver(delivery_id):
         note = " Its retry schedule is used up: it gets one attempt." if used_up else ""
         flash(f"Delivery #{delivery_id} was queued to be sent again with the same webhook-id.{note}",

@@ -3,14 +3,17 @@
 from datetime import timedelta
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import login_required
+from flask_login import current_user, login_required
 
 from events import CATALOG, EVENT_TYPES
-from forms import ConfirmForm, WebhookSettingsForm
+from forms import ConfirmForm, RetryWindowForm, WebhookSettingsForm
 from models import db
 from models.events import Delivery
 from models.rules import saved_problems
 from models.settings import apply_settings, clear_expired_secret, get_settings, rotate_secret
+from tasks import alerts
+from tasks.held import discard_held, send_held, wake_up
+from tasks.retry import WINDOWS
 from tasks.signing import generate_secret
 from tasks.testsend import CannotTest, describe, send_test
 
@@ -76,7 +79,7 @@ def _last_test():
     return delivery
 
 
-def _render(form, settings, status=200, unsaved=False):
+def _render(form, settings, status=200, unsaved=False, retry_form=None):
     """Render the page; reveal the signing secret if it has never been shown.
 
     ``unsaved`` says the form differs from what is saved (a refused Save), so
@@ -105,6 +108,11 @@ def _render(form, settings, status=200, unsaved=False):
         test_problem=session.pop(TEST_PROBLEM_KEY, None),
         rotating=settings.rotation_in_progress(),
         unsaved=unsaved,
+        retry_form=retry_form or RetryWindowForm(formdata=None, window=settings.retry_window),
+        retry_windows=WINDOWS,
+        retry_override=current_app.config["HOOKLINE_RETRY_SCHEDULE"],
+        retry_scale=current_app.config["HOOKLINE_RETRY_SCALE"],
+        alert_mode=alerts.mode(current_app.config),
     )
     return page, status
 
@@ -210,18 +218,67 @@ def rotate():
     return redirect(url_for("settings.webhook") + "#signing-secret-section")
 
 
+@bp.post("/retry-window")
+def retry_window():
+    """Save how long failed deliveries are retried; deliveries already retrying follow it from their next attempt."""
+    settings = get_settings()
+    form = RetryWindowForm()
+    if not form.validate():
+        flash("The retry window was not saved: please correct the field marked below.", "danger")
+        return _render(_settings_form(settings), settings, 400, retry_form=form)
+    settings.retry_window = form.window.data
+    db.session.commit()
+    label = WINDOWS[settings.retry_window][0]
+    note = (" HOOKLINE_RETRY_SCHEDULE is set on the server, so it applies instead until it is removed."
+            if current_app.config["HOOKLINE_RETRY_SCHEDULE"] is not None else "")
+    flash(f"Failed deliveries are now retried for {label}.{note}", "success")
+    return redirect(url_for("settings.webhook") + "#retry-window")
+
+
+@bp.post("/alerts")
+def alert_choice():
+    """The signed-in admin's own choice: get the e-mail alerts or not."""
+    wanted = request.form.get("alerts") == "on"
+    current_user.alerts_opt_out = not wanted
+    db.session.commit()
+    flash("You will get the e-mail alerts." if wanted else "You will no longer get the e-mail alerts.", "success")
+    return redirect(url_for("settings.webhook") + "#alerts")
+
+
 @bp.post("/reenable")
 def reenable():
-    """Switch the integration back on after Hookline disabled it by itself."""
+    """Switch the integration back on; send or discard what was held while it was off.
+
+    ``held=send`` queues the held events (each call's in publish order),
+    ``held=discard`` cancels them; both in the same transaction as the
+    switch, so no new event of a call overtakes its held ones.
+    """
+    choice = request.form.get("held")
+    if choice not in (None, "send", "discard"):
+        flash("Nothing changed: choose to send or to discard the held events.", "danger")
+        return redirect(_back())
     settings = get_settings()
     since = settings.disabled_at
     settings.enabled = True
     settings.disabled_reason = settings.disabled_at = None
+    count = send_held() if choice == "send" else discard_held() if choice == "discard" else 0
     db.session.commit()
     message = "The integration is enabled again."
+    if choice == "send":
+        wake_up()
+        message += f" {count} held event{'s' if count != 1 else ''} will be sent now, each call's in order."
+    elif choice == "discard":
+        message += f" {count} held event{'s' if count != 1 else ''} were discarded (cancelled)."
     if since:
         message += (f" Deliveries that failed or were cancelled since {since:%Y-%m-%d %H:%M} UTC can be "
                     "sent again with “Redeliver all failed since” in the delivery log.")
     flash(message, "success")
-    return redirect(url_for("settings.webhook"))
+    return redirect(_back())
 
+
+def _back() -> str:
+    """Where a banner's form returns: the panel page it was on (never another site)."""
+    target = request.form.get("next", "")
+    if target.startswith("/settings/") and not target.startswith("//"):
+        return target
+    return url_for("settings.webhook")

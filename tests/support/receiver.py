@@ -65,6 +65,8 @@ class Receiver:
         self.requests: list[Received] = []
         self.replies: deque[Reply] = deque()
         self.default = Reply()
+        # Replies scripted for one event (by webhook-id), before the general script.
+        self.by_event: dict[str, deque[Reply]] = {}
         # Random failures (off by default): see fail_at_random().
         self.fail_rate = 0.0
         self.failure = Reply(500, body=b"injected failure")
@@ -87,7 +89,7 @@ class Receiver:
                 with receiver._lock:
                     receiver.in_flight += 1
                     receiver.max_in_flight = max(receiver.max_in_flight, receiver.in_flight)
-                    reply = receiver._next_reply()
+                    reply = receiver._next_reply(self.headers.get("webhook-id"))
                     # Recorded under the lock, so the list's order is the order
                     # in which the receiver answered.
                     receiver.requests.append(Received(
@@ -120,8 +122,10 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}/hooks/calls"
 
-    def _next_reply(self) -> Reply:
-        """The scripted reply if any, else a random failure or the default; needs the lock."""
+    def _next_reply(self, event_id: str | None = None) -> Reply:
+        """The event's scripted reply if any, the scripted one, else a random failure or the default; needs the lock."""
+        if self.by_event.get(event_id):
+            return self.by_event[event_id].popleft()
         if self.replies:
             return self.replies.popleft()
         if self.fail_rate and self.rng.random() < self.fail_rate:
@@ -147,6 +151,13 @@ class Receiver:
         with self._lock:
             for r in replies:
                 self.replies.append(r if isinstance(r, Reply) else Reply(status=r))
+
+    def respond_to(self, event_id: str, *replies) -> None:
+        """Queue replies for the requests carrying ``webhook-id: event_id`` only."""
+        with self._lock:
+            queue = self.by_event.setdefault(event_id, deque())
+            for r in replies:
+                queue.append(r if isinstance(r, Reply) else Reply(status=r))
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[Received]:
         """Wait until ``count`` requests arrived; return them (fails on timeout)."""

@@ -29,7 +29,6 @@ import threading
 import time
 import weakref
 
-import redis
 from flask import current_app
 
 from extensions import get_redis

@@ -19,7 +19,8 @@ from models.settings import get_settings
 from tasks import outbox, publish_event
 from tasks.drain import Drainer
 from tasks.retry import HOLD_SECONDS, WINDOWS, schedule_for
-from tests.test_delivery import deliveries, wait_until
+from tests.support import wait_until
+from tests.test_delivery import deliveries
 
 SETTINGS = "/settings/integrations/webhook"
 LOG = f"{SETTINGS}/deliveries"

@@ -16,11 +16,6 @@ from datetime import timedelta
 VERSION = "0.1.0"
 DEFAULT_SECRET_KEY = "dev-insecure-change-me"
 
-#: The seed's retry schedule: attempt 1 at once, then 30 s, 2 min, 8 min and
-#: 32 min after each failure; the delivery fails after the 5th attempt. The
-#: panel's default window (tasks/retry.py); HOOKLINE_RETRY_SCHEDULE overrides it.
-DEFAULT_RETRY_SCHEDULE = (30, 120, 480, 1920)
-
 _ENV_DEFAULTS = {
     "production": {
         "HOOKLINE_REQUIRE_HTTPS": True,

@@ -79,8 +79,6 @@ def test_change_password(app, auth_client):
     assert sign_in(app, ADMIN_EMAIL, "a new long passphrase")[1]
 
 
-@pytest.mark.skipif(not hasattr(User, "session_token"),
-                    reason="needs the per-user session token (issue 19); User.end_other_sessions is wired to it at merge")
 def test_a_password_change_ends_a_second_session(app, auth_client, admin):
     second, ok = sign_in(app, ADMIN_EMAIL, ADMIN_PASSWORD)
     assert ok and second.get(ADMINS).status_code == 200

@@ -83,11 +83,10 @@ def change_password():
             form.current.errors.append("That is not your current password.")
         else:
             current_user.set_password(form.new.data)
-            ended = current_user.end_other_sessions()
+            current_user.end_other_sessions()
             db.session.commit()
             login_user(current_user)  # this session goes on with the new token
-            flash("Your password was changed." + (" Your other sessions were signed out." if ended else ""),
-                  "success")
+            flash("Your password was changed. Your other sessions were signed out.", "success")
             return redirect(url_for("admins.admins"))
     flash("Your password was not changed: please correct the fields marked below.", "danger")
     return _render(password_form=form, status=400)

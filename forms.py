@@ -8,6 +8,7 @@ from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
+    DateTimeLocalField,
     EmailField,
     FieldList,
     Form,
@@ -16,10 +17,10 @@ from wtforms import (
     PasswordField,
     SelectMultipleField,
     StringField,
+    RadioField,
     SubmitField,
     widgets,
 )
-from wtforms import RadioField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import EqualTo, InputRequired, Length, Regexp
 
@@ -173,3 +174,15 @@ class ChangePasswordForm(FlaskForm):
     confirm = PasswordField("New password again", validators=[
         InputRequired("Enter the new password again."), EqualTo("new", "The two new passwords differ.")])
     submit = SubmitField("Change password")
+
+
+class RedeliverSinceForm(FlaskForm):
+    """Redeliver every failed delivery created since a moment (UTC)."""
+
+    since = DateTimeLocalField(
+        "Failed since (UTC)",
+        format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
+        validators=[InputRequired("Enter a date and time (UTC).")],
+    )
+    include_cancelled = BooleanField("Also cancelled ones (cancelled while the integration was off)")
+    submit = SubmitField("Redeliver all failed")

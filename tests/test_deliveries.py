@@ -173,7 +173,7 @@ def test_each_filter_reads_an_index(app, mixed):
     """SQLite's plan for each filter's page query names one of our indexes and needs no sort."""
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         pytest.skip("PostgreSQL plans depend on table statistics; checked by hand on 1M rows")
-    from views.deliveries import LogFilter, log_page
+    from views.log_queries import LogFilter, log_page
 
     filters = [{"status": "failed"}, {"event_type": "error"}, {"call_id": "c-1"}, {"kind": "test"},
                {"status": "failed", "event_type": "error"}, {"kind": "real", "call_id": "c-1"}]
@@ -328,7 +328,7 @@ def test_waiting_query_reads_the_call_index(app, held_back):
     """The page's one extra statement is an index search by call, never a scan of the log."""
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         pytest.skip("PostgreSQL plans depend on table statistics; checked by hand on 1M rows")
-    from views.deliveries import log_page, waiting_for
+    from views.log_queries import log_page, waiting_for
 
     with app.app_context():
         statements = []

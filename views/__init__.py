@@ -1,12 +1,13 @@
 """Blueprints, one per area of the panel and API."""
 
 from extensions import csrf
-from views import admins, api, auth, banner, catalog, deliveries, health, security, settings
+from views import admins, api, auth, banner, catalog, deliveries, formatting, health, security, settings
 
 
 def init_app(app) -> None:
     """Register every blueprint and the panel's response headers."""
     security.init_app(app)
+    formatting.init_app(app)
     banner.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(settings.bp)

@@ -15,7 +15,9 @@ from tasks import alerts
 from tasks.held import discard_held, send_held, wake_up
 from tasks.retry import WINDOWS
 from tasks.signing import generate_secret
+from tasks.stats import DEFAULT_RANGE
 from tasks.testsend import CannotTest, describe, send_test
+from views.deliveries import stats_block
 
 #: The event the Test button sends unless the admin picks another.
 DEFAULT_TEST_EVENT = "call_initiated"
@@ -94,6 +96,7 @@ def _render(form, settings, status=200, unsaved=False, retry_form=None):
         settings.secret_shown = True
         db.session.commit()
     last_test = _last_test()
+    panel_range = request.args.get("range", DEFAULT_RANGE)
     page = render_template(
         "settings/webhook.html",
         form=form,
@@ -113,6 +116,8 @@ def _render(form, settings, status=200, unsaved=False, retry_form=None):
         retry_override=current_app.config["HOOKLINE_RETRY_SCHEDULE"],
         retry_scale=current_app.config["HOOKLINE_RETRY_SCALE"],
         alert_mode=alerts.mode(current_app.config),
+        panel_range=panel_range,
+        stats=stats_block(panel_range, compact=True),
     )
     return page, status
 

@@ -128,10 +128,9 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     The engine waits for this, so it is kept to the INSERTs and one commit
     (on PostgreSQL one autocommit statement, one round trip); the settings
     check is inside the event's INSERT, and the Redis round trip that wakes
-    a worker is left to the Waker thread (tasks/queue.py). bench/ line 5
-    compares it with a bare PING + INSERT + commit at 50 events/s: ~1.5x
-    that on SQLite, ~0.9x on PostgreSQL (this box). The session is committed
-    too, with any changes of the caller's.
+    a worker is left to the Waker thread (tasks/queue.py). The session is
+    committed too, with any changes of the caller's (bench/ compares the
+    publish with a bare INSERT + commit).
 
     Durability: once this returns the event survives the engine's process
     (and the worker's) crashing. It does not wait for the disk flush, on
@@ -139,10 +138,9 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     and PostgreSQL commits this one statement with synchronous_commit off,
     so a crash of the database server or the machine can lose the last
     moments of publishes (PostgreSQL: at most 3 x wal_writer_delay, 0.6 s by
-    default; nothing is ever half-written). The flush cost ~150 us of wall
-    time and ~60 us of the server's CPU per publish here, a third of the
-    engine's wait, and more on network disks. ``HOOKLINE_PUBLISH_SYNC_COMMIT``
-    makes PostgreSQL publishes wait for it.
+    default; nothing is ever half-written). Waiting for the flush was a
+    third of the engine's wait (bench/README.md), more on network disks.
+    ``HOOKLINE_PUBLISH_SYNC_COMMIT`` makes PostgreSQL publishes wait for it.
     """
     validate_event(event_type, payload, timestamp_utc)
     if timestamp_utc is None:
@@ -162,9 +160,9 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     engine = db.engine  # looked up once: each lookup goes through the app context
     if engine.dialect.name == "postgresql":
         # One statement is its own transaction: in autocommit it costs one
-        # round trip instead of three (BEGIN, INSERT, COMMIT: 0.3 against
-        # 0.6 ms here). The INSERT of the event feeds the delivery's; a row
-        # RETURNED tells that the integration wanted it.
+        # round trip instead of three (BEGIN, INSERT, COMMIT). The INSERT of
+        # the event feeds the delivery's; a row RETURNED tells that the
+        # integration wanted it.
         written = _write_postgresql(engine, {**event, **{f"d_{k}": v for k, v in delivery.items()}},
                                     current_app.config["HOOKLINE_PUBLISH_SYNC_COMMIT"])
     else:
@@ -175,8 +173,8 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     # Commit either way: it ends the write transaction the INSERT opened
     # (SQLite holds its write lock until then), and keeps the caller's
     # own changes (the API's token.last_used_at). With neither (PostgreSQL,
-    # a caller with nothing pending) there is no transaction, and
-    # commit()'s bookkeeping alone cost ~20 us of the engine's CPU.
+    # a caller with nothing pending) there is no transaction to end, and
+    # commit()'s bookkeeping would be a tenth of the engine's CPU.
     session = db.session()
     if session.in_transaction():
         session.commit()

@@ -12,8 +12,11 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
+from events import example_envelope
 from models import db, utcnow
 from models.events import Delivery
+from models.settings import get_settings
+from tasks import autodisable, publish_event
 from tests.browser.conftest import SCREENSHOTS
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.test_stats import add_delivery
@@ -24,7 +27,8 @@ CATALOG = SETTINGS + "/events"
 DESKTOP, PHONE = 1280, 390
 #: The pages the walk checks, in the order it reaches them.
 PAGES = ["login", "settings (empty)", "settings (with errors)", "settings (secret shown)",
-         "settings (saved)", "delivery log", "delivery detail", "event catalog"]
+         "settings (saved)", "delivery log", "delivery detail", "event catalog", "admins",
+         "settings (auto-disabled, events held)"]
 
 
 @pytest.fixture
@@ -94,7 +98,7 @@ def sign_in(page):
 
 
 @pytest.mark.parametrize("width", [DESKTOP, PHONE])
-def test_every_page_has_no_serious_axe_violation_and_fits_the_screen(browser, live_server, admin,
+def test_every_page_has_no_serious_axe_violation_and_fits_the_screen(app, browser, live_server, admin,
                                                                      busy_log, width):
     page = new_page(browser, live_server, width)
     problems, too_wide, checked = {}, {}, []
@@ -138,6 +142,16 @@ def test_every_page_has_no_serious_axe_violation_and_fits_the_screen(browser, li
     check("delivery detail")
     page.goto(CATALOG)
     check("event catalog")
+    page.goto("/settings/admins")
+    check("admins")
+
+    with app.app_context():  # a 410 switched the integration off; one event held since
+        autodisable.after_gone(get_settings(), "https://crm.example.com/hooks/calls")
+        db.session.commit()
+        publish_event("call_ended", example_envelope("call_ended")["payload"])
+    page.goto(SETTINGS)
+    expect(page.get_by_text("Re-enable and send them")).to_be_visible()
+    check("settings (auto-disabled, events held)")
 
     assert checked == PAGES
     assert problems == {}, f"axe at {width} px:\n" + "\n".join(

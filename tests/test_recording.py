@@ -8,6 +8,7 @@ a text column is refused, which used to roll back the whole batch forever.
 import json
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, text, update
 
 from models import db, utcnow
@@ -64,30 +65,25 @@ def test_hostile_replies_are_recorded_and_each_event_is_sent_once(app, client, i
     assert f'hookline_deliveries{{status="delivered"}} {float(len(HOSTILE_BODIES))}' in metrics
 
 
-def test_the_test_button_records_a_binary_reply(app, auth_client, integration, receiver):
-    receiver.respond(Reply(200, body=b"\x00\x01binary\xff"))
+@pytest.mark.parametrize("reply, status, check", [
+    (Reply(200, body=b"\x00\x01binary\xff"), "delivered",
+     lambda attempt: attempt.response_body == "\ufffd\x01binary\ufffd"),
+    # Not HTTP (a NUL in the status line): recorded as an invalid reply.
+    (Reply(200, reason="O\x00K", body=b"\x00\x01binary\xff"), "failed",
+     lambda attempt: "NUL byte" in attempt.error_message),
+], ids=["binary body", "nul in the status line"])
+def test_the_test_button_records_what_the_receiver_sent(app, auth_client, integration, receiver,
+                                                        reply, status, check):
+    receiver.respond(reply)
     response = auth_client.post("/settings/integrations/webhook/test", data={"event_type": "call_ended"},
                                 follow_redirects=True)
     assert response.status_code == 200
     assert len(receiver.requests) == 1
     with app.app_context():
         [delivery] = db.session.scalars(select(Delivery)).all()
-        assert delivery.is_test and delivery.status == "delivered"
+        assert delivery.is_test and delivery.status == status
         [attempt] = delivery.attempts
-        assert attempt.response_body == "\ufffd\x01binary\ufffd"
-
-
-def test_the_test_button_records_a_reply_that_is_not_http(app, auth_client, integration, receiver):
-    receiver.respond(Reply(200, reason="O\x00K", body=b"\x00\x01binary\xff"))
-    response = auth_client.post("/settings/integrations/webhook/test", data={"event_type": "call_ended"},
-                                follow_redirects=True)
-    assert response.status_code == 200
-    assert len(receiver.requests) == 1
-    with app.app_context():
-        [delivery] = db.session.scalars(select(Delivery)).all()
-        assert delivery.is_test and delivery.status == "failed"
-        [attempt] = delivery.attempts
-        assert "NUL byte" in attempt.error_message
+        assert check(attempt)
 
 
 def refuse_rows_containing(word):

@@ -166,6 +166,16 @@ def auth_client(client, admin):
 
 
 @pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on a free port; it keeps every message it receives."""
+    from tests.smtp import SmtpServer
+
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def receiver():
     """A real HTTP receiver on 127.0.0.1 that records what it gets."""
     from tests.support.receiver import Receiver

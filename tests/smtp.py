@@ -58,3 +58,4 @@ class SmtpServer:
 def text_of(message) -> str:
     """A message's text as the admin reads it (transfer encoding undone, plain newlines)."""
     return message.get_payload(decode=True).decode(message.get_content_charset() or "utf-8").replace("\r\n", "\n")
+

@@ -5,7 +5,6 @@ never a wait. Rounds run in-process here (tasks.alerts.run_once, what the
 worker's alert thread calls); the browser test runs them in a real worker.
 """
 
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -22,13 +21,6 @@ from tests.test_health_banner import failures
 from tests.test_stats import add_delivery
 
 SETTINGS = "/settings/integrations/webhook"
-
-
-@pytest.fixture
-def smtp():
-    server = SmtpServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

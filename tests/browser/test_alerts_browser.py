@@ -13,19 +13,12 @@ from playwright.sync_api import expect
 from events import example_envelope
 from tasks import publish_event, watch
 from tests.support.receiver import Reply
-from tests.smtp import SmtpServer, text_of
+from tests.smtp import text_of
 from tests.support import wait_until
 from tests.test_delivery import deliveries
 
 SETTINGS = "/settings/integrations/webhook"
 SCALE = 0.005  # 5 min -> 1.5 s; the 40 min window's delays: 0.15, 0.6, 2.4, 9.6 s
-
-
-@pytest.fixture
-def smtp():
-    server = SmtpServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

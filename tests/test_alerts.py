@@ -5,7 +5,6 @@ never a wait. Rounds run in-process here (tasks.alerts.run_once, what the
 worker's alert thread calls); the browser test runs them in a real worker.
 """
 
-
 import pytest
 from sqlalchemy import select
 

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import logpage, report, scenarios
+from bench import logpage, peers, report, scenarios
 from bench.services import Database, Receiver, RedisServer, box_cpu_seconds
 
 
@@ -35,6 +35,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lines", default="1-7", type=line_set,
                    help="which lines of the report to run: e.g. 7, or 1,2,7, or 3-6 (default all)")
     p.add_argument("--samples", type=int, default=20, help="requests per page and cache state in line 7")
+    p.add_argument("--ceiling-requests", type=int, help="requests of the raw-socket ceiling "
+                   "(default 60,000; 20,000 with --quick)")
+    p.add_argument("--rounds", type=int, help="rounds of the ceiling and Celery lines, median and "
+                   "range printed (default 3; 1 with --quick)")
     p.add_argument("--output", default=str(Path(__file__).with_name("results.json")))
     return p.parse_args(argv)
 
@@ -165,9 +169,12 @@ def main(argv=None) -> int:
     args.paced_seconds = 5.0 if args.quick else 10.0
     ceiling_seconds = 3.0 if args.quick else 5.0
     naive_events = 100 if args.quick else 300
+    args.ceiling_requests = args.ceiling_requests or (20_000 if args.quick else 60_000)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    concurrency = int(os.environ.get("HOOKLINE_SEND_CONCURRENCY", "8"))
 
     os.environ["HOOKLINE_ENV"] = "testing"  # the bench's own app, like the workers'
-    results: dict = {"ceiling": {}, "naive": {}, "databases": {}}
+    results: dict = {"raw_ceiling": {}, "ceiling": {}, "celery": {}, "naive": {}, "databases": {}}
     started, load_before = time.time(), os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="hookline-bench-") as tmp:
         workdir = Path(tmp)
@@ -175,11 +182,20 @@ def main(argv=None) -> int:
         receiver = Receiver(workdir, processes=args.receivers)
         databases = []
         try:
+            free = ctx_free(redis, receiver, workdir, args)
             for k in (1, 2) if 1 in args.lines else ():
-                say(f"raw ceiling, {k} process(es), {ceiling_seconds:g} s")
-                results["ceiling"][k] = measured(scenarios.ceiling, ctx_free(redis, receiver, workdir, args),
-                                                 k, ceiling_seconds)
-            for k in (1, 2) if 2 in args.lines else ():
+                say(f"raw-socket ceiling, {k} process(es) × {concurrency} in flight, "
+                    f"{args.ceiling_requests} signed requests, {args.rounds} round(s)")
+                results["raw_ceiling"][k] = measured(peers.rounds, peers.raw_ceiling, args.rounds, free,
+                                                     k, args.ceiling_requests, concurrency)
+            for k in (1,) if 1 in args.lines else ():
+                say(f"reference: sequential requests loop, {k} process(es), {ceiling_seconds:g} s")
+                results["ceiling"][k] = measured(scenarios.ceiling, free, k, ceiling_seconds)
+            for pool, c in (("threads", 8), ("prefork", 2)) if 2 in args.lines else ():
+                say(f"Celery {pool} -c {c}, {args.events} events, {args.rounds} round(s)")
+                results["celery"][pool] = measured(peers.rounds, peers.celery, args.rounds, free,
+                                                   pool, c, args.events)
+            for k in (1,) if 2 in args.lines else ():
                 say(f"naive baseline, {k} RQ worker(s), {naive_events} jobs")
                 results["naive"][k] = measured(scenarios.naive, ctx_free(redis, receiver, workdir, args),
                                                k, naive_events)
@@ -224,8 +240,10 @@ def main(argv=None) -> int:
 
 def ctx_free(redis, receiver, workdir, args) -> scenarios.Context:
     """A context for the lines that use no database (ceiling, naive)."""
-    return scenarios.Context(app=None, redis=redis, receiver=receiver, database=None, worker_env={},
-                             secret="", logdir=workdir / "logs", calls=args.calls)
+    from tasks.signing import generate_secret
+
+    return scenarios.Context(app=None, redis=redis, receiver=receiver, database=None,
+                             worker_env=dict(os.environ), secret=generate_secret(), logdir=workdir / "logs", calls=args.calls)
 
 
 if __name__ == "__main__":

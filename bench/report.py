@@ -34,16 +34,33 @@ def _rx(data: dict, seconds_key: str = "seconds") -> float | None:
 def build_lines(r: dict) -> list[Line]:
     """The report's lines from the raw results (``r`` as __main__ collects it)."""
     lines: list[Line] = []
-    ceiling = {k: r["ceiling"][k]["rate"] for k in r.get("ceiling", {})}
-    naive = {k: r["naive"][k]["rate"] for k in r.get("naive", {})}
+    # The denominator: the raw-socket client with the drain's concurrency (bench/rawclient.py).
+    ceiling = {k: r["raw_ceiling"][k]["rate"] for k in r.get("raw_ceiling", {})}
+    # "×naive" now divides by the peer a Flask user would pick: Celery, threads -c 8.
+    peer = r.get("celery", {}).get("threads", {}).get("rate")
+    naive = {k: peer for k in (1, 2)} if peer else {}
 
+    for k, data in r.get("raw_ceiling", {}).items():
+        lines.append(Line(f"1. raw-socket ceiling, {k} process(es) × {data['concurrency']} in flight",
+                          data["rate"], "req/s", x_ceiling=1.0, receiver_cpu=_rx(data),
+                          box_busy=data.get("box_cores_busy"),
+                          note=f"{_range(data)}; {data['requests']} requests, each freshly signed; "
+                               f"CPU {data['cpu_ms_per_event']:.3f} ms/req (all but receiver)"))
     for k, data in r.get("ceiling", {}).items():
-        lines.append(Line(f"1. raw ceiling, {k} POSTing process(es)", data["rate"], "req/s",
-                          x_ceiling=1.0, receiver_cpu=_rx(data), box_busy=data.get("box_cores_busy"),
-                          note=f"{data['body_bytes']} B body, keep-alive"))
+        lines.append(Line(f"1r. reference: sequential requests loop, {k} process(es)", data["rate"], "req/s",
+                          x_ceiling=_ratio(data["rate"], ceiling.get(k)), receiver_cpu=_rx(data),
+                          box_busy=data.get("box_cores_busy"),
+                          note=f"{data['body_bytes']} B body, one request at a time: not the denominator"))
+    for pool, data in r.get("celery", {}).items():
+        lines.append(Line(f"2. peer: Celery {pool} -c {data['concurrency']}, task per event", data["rate"],
+                          "ev/s", x_ceiling=_ratio(data["rate"], ceiling.get(1)),
+                          x_naive=_ratio(data["rate"], peer), receiver_cpu=_rx(data),
+                          box_busy=data.get("box_cores_busy"),
+                          note=f"{_range(data)}; {data['events']} events; CPU {data['cpu_ms_per_event']:.2f} "
+                               f"ms/ev (all but receiver); worker RSS {data['worker_rss_mb']:.0f} MB"))
     for k, data in r.get("naive", {}).items():
-        lines.append(Line(f"2. naive RQ job per event, {k} worker(s)", data["rate"], "ev/s",
-                          x_ceiling=_ratio(data["rate"], ceiling.get(k)), x_naive=1.0,
+        lines.append(Line(f"2n. footnote: naive RQ job per event, {k} worker(s)", data["rate"], "ev/s",
+                          x_ceiling=_ratio(data["rate"], ceiling.get(k)), x_naive=_ratio(data["rate"], peer),
                           receiver_cpu=_rx(data), box_busy=data.get("box_cores_busy"),
                           note=f"{data['events']} events"))
 
@@ -53,12 +70,13 @@ def build_lines(r: dict) -> list[Line]:
             k = data["workers"]
             ratio_c, ratio_n = _ratio(data["rate"], ceiling.get(k)), _ratio(data["rate"], naive.get(k))
             met = None
-            if ratio_c is not None and ratio_n is not None:
-                met = ratio_c >= 0.5 and ratio_n >= 15 and _complete(data)
+            floor = 0.15 if db == "sqlite" else 0.1  # issue 23's targets, one worker
+            if ratio_c is not None and ratio_n is not None and k == 1 and data.get("publishers", 1) == 1:
+                met = ratio_c >= floor and ratio_n >= 8 and _complete(data)
             threads = data.get("publishers", 1)
             publishing = f", {threads} publishing threads" if threads > 1 else ""
             lines.append(Line(f"3. Hookline, {k} worker(s), {data['events']} events{publishing}{tag}", data["rate"],
-                              "ev/s", ratio_c, ratio_n, "≥0.5× ceiling, ≥15× naive", met,
+                              "ev/s", ratio_c, ratio_n, f"≥{floor}× ceiling, ≥8× Celery" if k == 1 else "", met,
                               _rx(data), data.get("box_cores_busy"), _checks(data)))
         if "commit_ceiling" in d:
             data = d["commit_ceiling"]
@@ -141,6 +159,12 @@ def build_lines(r: dict) -> list[Line]:
     return lines
 
 
+def _range(data: dict) -> str:
+    """``median of N [min-max]`` when the line ran in rounds."""
+    rates = data.get("rates") or [data["rate"]]
+    return f"median of {len(rates)} [{min(rates):,.0f}-{max(rates):,.0f}]"
+
+
 def _ratio(value, reference):
     return value / reference if value is not None and reference else None
 
@@ -170,7 +194,7 @@ def _fmt(value, digits=2):
 
 def render(lines: list[Line]) -> str:
     """A plain-text table, one line per figure, the checks in the last column."""
-    header = ("figure", "value", "unit", "×ceiling", "×naive", "target", "met", "rx CPU", "box", "note")
+    header = ("figure", "value", "unit", "×ceiling", "×Celery", "target", "met", "rx CPU", "box", "note")
     rows = [header]
     for line in lines:
         met = {True: "yes", False: "NO", None: ""}[line.met]

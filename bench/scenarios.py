@@ -310,6 +310,7 @@ def hookline(ctx: Context, workers: Workers, k: int, m: int, tag: str = "",
         "receiver_cpu_s": rx_cpu, "worker_cpu_s": w_cpu,
         "worker_cpu_per_event_ms": w_cpu / m * 1000,
         "drain_jobs": jobs, "events_per_drain_job": m / max(1, jobs),
+        "worker_rss_mb": workers.rss(),
     }
 
 
@@ -342,7 +343,7 @@ def drain_only(ctx: Context, k: int, m: int) -> dict:
         return {"workers": k, "rate": (m - 1) / seconds, "events": m, "seconds": seconds,
                 "receiver_cpu_s": ctx.receiver.cpu() - rx_cpu,
                 "worker_cpu_per_event_ms": (workers.cpu() - w_cpu) / m * 1000,
-                "drain_jobs": drain_jobs(ctx) - jobs}
+                "drain_jobs": drain_jobs(ctx) - jobs, "worker_rss_mb": workers.rss()}
     finally:
         workers.close()
 

@@ -74,9 +74,20 @@ def celery(ctx, pool: str, concurrency: int, n: int) -> dict:
         stop([worker], timeout=5)
 
 
-def rounds(scenario, count: int, *args) -> dict:
-    """Run ``scenario`` ``count`` times; its figures from the median-rate run, plus every rate."""
-    runs = [scenario(*args) for _ in range(count)]
+def aggregate_rounds(results: dict) -> None:
+    """Replace each list of round results (ceiling, Celery threads, Hookline k1) by its median run."""
+    for section in ("raw_ceiling", "celery"):
+        for key, runs in results.get(section, {}).items():
+            if isinstance(runs, list):
+                results[section][key] = _median_run(runs)
+    for d in results.get("databases", {}).values():
+        for key, runs in d.get("hookline", {}).items():
+            if isinstance(runs, list):
+                d["hookline"][key] = _median_run(runs)
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median rate, its rate the median, and every round's rate in ``rates``."""
     rates = sorted(r["rate"] for r in runs)
     middle = sorted(runs, key=lambda r: r["rate"])[len(runs) // 2]
     return {**middle, "rate": statistics.median(rates), "rates": rates}

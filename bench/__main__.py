@@ -98,7 +98,7 @@ def make_context(db: Database, redis: RedisServer, receiver: Receiver, workdir: 
                              secret=secret, logdir=workdir / "logs", calls=calls)
 
 
-def run_round(ctxs: dict, free, args, results: dict, concurrency: int) -> None:
+def run_round(ctxs: dict, free, args, results: dict, concurrency: int, r: int) -> None:
     """One interleaved round of the like-for-like lines: ceiling, Celery threads, Hookline 1 worker."""
     for k in (1, 2) if 1 in args.lines else ():
         say(f"raw-socket ceiling, {k} process(es) × {concurrency} in flight, {args.ceiling_requests} signed requests")
@@ -112,7 +112,8 @@ def run_round(ctxs: dict, free, args, results: dict, concurrency: int) -> None:
         workers = scenarios.start_workers(ctx, 1)
         try:
             results["databases"][kind].setdefault("hookline", {}).setdefault("k1", []).append(
-                {"workers": 1, **measured(scenarios.hookline, ctx, workers, 1, args.events)})
+                # Its own receiver path each round: arrivals are counted per path.
+                {"workers": 1, **measured(scenarios.hookline, ctx, workers, 1, args.events, f"-round{r}")})
         finally:
             workers.close()
 
@@ -208,7 +209,7 @@ def main(argv=None) -> int:
             # The like-for-like lines in interleaved rounds: the box's slow spells fall on all alike.
             for r in range(args.rounds):
                 say(f"round {r + 1} of {args.rounds}")
-                run_round(ctxs, free, args, results, concurrency)
+                run_round(ctxs, free, args, results, concurrency, r)
             peers.aggregate_rounds(results)
             if 1 in args.lines:
                 say(f"reference: sequential requests loop, 1 process, {ceiling_seconds:g} s")

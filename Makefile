@@ -44,8 +44,9 @@ test: $(VENV)/.installed-test
 screenshots: $(VENV)/.installed-test
 	HOOKLINE_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest -q -m browser
 
+## make bench BENCH_ARGS="--lines 1-3 --database-url postgresql+psycopg://postgres@127.0.0.1/postgres"
 bench: $(VENV)/.installed-bench
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## In another terminal while `make dev` runs: a receiver that verifies signatures
 listen: $(VENV)/.installed

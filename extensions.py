@@ -8,29 +8,32 @@ only when the Test button is pressed.
 """
 
 import os
+import sys
 
+import click
 import redis
 from flask import current_app
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
 
 from models import db
 
 csrf = CSRFProtect()
-# Batch mode lets Alembic alter SQLite tables (it copies them).
-migrate = Migrate(render_as_batch=True)
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Please sign in to open the panel."
 login_manager.login_message_category = "info"
 
-__all__ = ["csrf", "db", "get_redis", "get_sender", "init_app", "login_manager", "migrate"]
+__all__ = ["csrf", "db", "get_redis", "get_sender", "init_app", "init_migrate", "login_manager"]
 
 
 def init_app(app) -> None:
     """Bind the extensions and create the app's Redis client (a connection pool, cheap to share)."""
-    migrate.init_app(app, db, directory=os.path.join(app.root_path, "migrations"))
+    if "flask_migrate" in sys.modules:
+        # Already paid for (tests, scripts that call flask_migrate.upgrade()): set it up now.
+        init_migrate(app)
+    else:
+        app.cli.add_command(_LazyDbGroup("db", help="Perform database migrations."))
     csrf.init_app(app)
     login_manager.init_app(app)
     app.extensions["hookline_redis"] = redis.Redis.from_url(
@@ -59,3 +62,38 @@ def get_sender():
         )
         current_app.extensions["hookline_sender"] = sender
     return sender
+
+
+def init_migrate(app) -> None:
+    """Give ``app`` Flask-Migrate (``flask db ...``, ``flask_migrate.upgrade()``); idempotent.
+
+    Imported only when needed: Alembic, Mako and Pygments make a worker's
+    memory and start-up noticeably bigger, and only migrations use them.
+    """
+    if "migrate" in app.extensions:
+        return
+    from flask_migrate import Migrate
+
+    # Batch mode lets Alembic alter SQLite tables (it copies them).
+    Migrate(render_as_batch=True).init_app(app, db, directory=os.path.join(app.root_path, "migrations"))
+
+
+class _LazyDbGroup(click.Group):
+    """``flask db``: Flask-Migrate's group, imported the first time it is asked for."""
+
+    def _real(self) -> click.Group:
+        app = current_app._get_current_object()
+        init_migrate(app)
+        return app.cli.commands["db"]  # init_app put Flask-Migrate's group there
+
+    def parse_args(self, ctx, args):
+        # Its options (-d DIRECTORY, -x ARG) and the callback that keeps them for the subcommands.
+        real = self._real()
+        self.params, self.callback = real.params, real.callback
+        return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx):
+        return self._real().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        return self._real().get_command(ctx, name)

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import logpage, report, scenarios
+from bench import logpage, peers, report, scenarios
 from bench.services import Database, Receiver, RedisServer, box_cpu_seconds
 
 
@@ -22,7 +22,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
                    help="shorter run: 3×M instead of 10×M, 5 s paced phases, fewer naive jobs")
-    p.add_argument("--events", "-m", type=int, default=2000, help="M, events per throughput run")
+    p.add_argument("--events", "-m", type=int, help="M, events per throughput line (default 20,000; 3,000 with --quick)")
+    p.add_argument("--scale-events", type=int, default=2000, help="M of the scaling line, which runs 3×M and SCALE×M")
     p.add_argument("--calls", type=int, default=50, help="C, concurrent simulated calls")
     p.add_argument("--publishers", type=int, default=4,
                    help="P, publishing threads of the extra line-3 run (each owns a share of the calls)")
@@ -35,6 +36,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lines", default="1-7", type=line_set,
                    help="which lines of the report to run: e.g. 7, or 1,2,7, or 3-6 (default all)")
     p.add_argument("--samples", type=int, default=20, help="requests per page and cache state in line 7")
+    p.add_argument("--ceiling-requests", type=int, help="requests of the raw-socket ceiling "
+                   "(default 60,000; 20,000 with --quick)")
+    p.add_argument("--rounds", type=int, help="rounds of the ceiling and Celery lines, median and "
+                   "range printed (default 3; 1 with --quick)")
     p.add_argument("--output", default=str(Path(__file__).with_name("results.json")))
     return p.parse_args(argv)
 
@@ -93,56 +98,69 @@ def make_context(db: Database, redis: RedisServer, receiver: Receiver, workdir: 
                              secret=secret, logdir=workdir / "logs", calls=calls)
 
 
-def run_database(ctx: scenarios.Context, args) -> dict:
-    """The throughput and latency lines on one database: 3 to 6."""
-    config = ctx.app.config
-    out: dict = {"hookline": {}, "config": {k: config[k] for k in sorted(config)
-                                            if k.startswith("HOOKLINE_") and "SECRET" not in k}}
-    m = args.events
-    say(f"[{ctx.database.kind}] one thread's commit ceiling: {m} × (PING + INSERT + commit)")
-    out["commit_ceiling"] = measured(scenarios.commit_ceiling, ctx, m)
-    out["drain_only"] = {}
-    for k in (1, 2):
-        say(f"[{ctx.database.kind}] drain only: {m} events waiting, then {k} worker(s) start")
-        out["drain_only"][k] = measured(scenarios.drain_only, ctx, k, m)
-    say(f"[{ctx.database.kind}] Hookline, 1 worker, {m} events")
-    workers = scenarios.start_workers(ctx, 1)
-    try:
-        out["hookline"]["k1"] = {"workers": 1, **measured(scenarios.hookline, ctx, workers, 1, m)}
-    finally:
-        workers.close()
+def run_round(ctxs: dict, free, args, results: dict, concurrency: int, r: int) -> None:
+    """One interleaved round of the like-for-like lines: ceiling, Celery threads, Hookline 1 worker."""
+    for k in (1, 2) if 1 in args.lines else ():
+        say(f"raw-socket ceiling, {k} process(es) × {concurrency} in flight, {args.ceiling_requests} signed requests")
+        results["raw_ceiling"].setdefault(k, []).append(
+            measured(peers.raw_ceiling, free, k, args.ceiling_requests, concurrency))
+    if 2 in args.lines:
+        say(f"Celery threads -c 8, {args.events} events")
+        results["celery"].setdefault("threads", []).append(measured(peers.celery, free, "threads", 8, args.events))
+    for kind, ctx in ctxs.items() if 3 in args.lines else ():
+        say(f"[{kind}] Hookline, 1 worker, {args.events} events, one publish_event per event")
+        workers = scenarios.start_workers(ctx, 1)
+        try:
+            results["databases"][kind].setdefault("hookline", {}).setdefault("k1", []).append(
+                # Its own receiver path each round: arrivals are counted per path.
+                {"workers": 1, **measured(scenarios.hookline, ctx, workers, 1, args.events, f"-round{r}")})
+        finally:
+            workers.close()
 
+
+def run_database(ctx: scenarios.Context, args, out: dict) -> None:
+    """The lines run once on one database: drain only, 2 workers, scaling, latency (3b-6)."""
+    config = ctx.app.config
+    out["config"] = {k: config[k] for k in sorted(config) if k.startswith("HOOKLINE_") and "SECRET" not in k}
+    m, small = args.events, args.scale_events
+    say(f"[{ctx.database.kind}] one thread's commit ceiling: {small} × (PING + INSERT + commit)")
+    out["commit_ceiling"] = measured(scenarios.commit_ceiling, ctx, small)
+    out["drain_only"] = {}
+    for k, calls in ((1, 200), (1, m), (2, 200)):
+        say(f"[{ctx.database.kind}] drain only: {m} events of {calls} calls waiting, then {k} worker(s) start")
+        out["drain_only"][f"k{k}-c{calls}"] = measured(scenarios.drain_only, ctx, k, m, calls)
     workers = scenarios.start_workers(ctx, 2)
     try:
         say(f"[{ctx.database.kind}] Hookline, 2 workers, {m} events")
-        small = out["hookline"]["k2"] = {"workers": 2, **measured(scenarios.hookline, ctx, workers, 2, m)}
+        out["hookline"]["k2"] = {"workers": 2, **measured(scenarios.hookline, ctx, workers, 2, m)}
         if args.publishers > 1:
             say(f"[{ctx.database.kind}] Hookline, 2 workers, {m} events from {args.publishers} publishing threads")
             out["hookline"]["k2_threads"] = {"workers": 2, **measured(
                 scenarios.hookline, ctx, workers, 2, m, "", args.publishers)}
-        # time(M) for the scaling line: the median of three runs of M. One
-        # run of M lasts about a second, and single runs of the same code
-        # moved by +-10% here; the run of 10xM averages over its own ten.
-        say(f"[{ctx.database.kind}] Hookline, 2 workers, {m} events twice more (scaling's time(M))")
-        small_runs = [small["seconds"]] + [
-            scenarios.hookline(ctx, workers, 2, m, f"-again{i}")["seconds"] for i in (1, 2)]
-        say(f"[{ctx.database.kind}] Hookline, 2 workers, {args.scale}×{m} events")
-        large = measured(scenarios.hookline, ctx, workers, 2, args.scale * m)
-        out["hookline"]["k2_scaled"] = {"workers": 2, **large}
-        small_seconds = statistics.median(small_runs)
-        out["scaling"] = {"factor": args.scale, "small_seconds": small_seconds,
-                          "small_runs": small_runs, "large_seconds": large["seconds"],
-                          "time_ratio": large["seconds"] / small_seconds}
-        say(f"[{ctx.database.kind}] latency at {args.rate:g} ev/s for {args.paced_seconds:g} s")
-        out["latency"] = measured(scenarios.latency, ctx, workers, args.rate, args.paced_seconds)
-        say(f"[{ctx.database.kind}] publish cost while the receiver hangs")
-        out["hanging"] = measured(scenarios.publish_while_hanging, ctx, workers, args.rate,
-                                  args.paced_seconds)
+        if 6 in args.lines:
+            # time(M) for the scaling line: the median of three runs of M. One
+            # run of M lasts about a second, and single runs of the same code
+            # moved by +-10% here; the run of 10xM averages over its own ten.
+            say(f"[{ctx.database.kind}] Hookline, 2 workers, {small} events three times (scaling's time(M))")
+            small_runs = [scenarios.hookline(ctx, workers, 2, small, f"-small{i}")["seconds"] for i in (0, 1, 2)]
+            say(f"[{ctx.database.kind}] Hookline, 2 workers, {args.scale}×{small} events")
+            large = measured(scenarios.hookline, ctx, workers, 2, args.scale * small)
+            out["hookline"]["k2_scaled"] = {"workers": 2, **large}
+            small_seconds = statistics.median(small_runs)
+            out["scaling"] = {"factor": args.scale, "small_seconds": small_seconds,
+                              "small_runs": small_runs, "large_seconds": large["seconds"],
+                              "time_ratio": large["seconds"] / small_seconds}
+        if args.lines & {4, 5}:
+            say(f"[{ctx.database.kind}] latency at {args.rate:g} ev/s for {args.paced_seconds:g} s")
+            out["latency"] = measured(scenarios.latency, ctx, workers, args.rate, args.paced_seconds)
+            say(f"[{ctx.database.kind}] publish cost while the receiver hangs")
+            out["hanging"] = measured(scenarios.publish_while_hanging, ctx, workers, args.rate,
+                                      args.paced_seconds)
     finally:
         # Workers stuck on the hanging receiver would take the 10 s deadline per delivery.
         workers.close(timeout=2)
-    out["hanging"]["cancelled_afterwards"] = scenarios.cancel_open_deliveries(ctx)
-    return out
+    if "hanging" in out:
+        out["hanging"]["cancelled_afterwards"] = scenarios.cancel_open_deliveries(ctx)
 
 
 def source_version() -> str:
@@ -165,9 +183,13 @@ def main(argv=None) -> int:
     args.paced_seconds = 5.0 if args.quick else 10.0
     ceiling_seconds = 3.0 if args.quick else 5.0
     naive_events = 100 if args.quick else 300
+    args.events = args.events or (3000 if args.quick else 20_000)
+    args.ceiling_requests = args.ceiling_requests or (20_000 if args.quick else 60_000)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    concurrency = int(os.environ.get("HOOKLINE_SEND_CONCURRENCY", "8"))
 
     os.environ["HOOKLINE_ENV"] = "testing"  # the bench's own app, like the workers'
-    results: dict = {"ceiling": {}, "naive": {}, "databases": {}}
+    results: dict = {"raw_ceiling": {}, "ceiling": {}, "celery": {}, "naive": {}, "databases": {}}
     started, load_before = time.time(), os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="hookline-bench-") as tmp:
         workdir = Path(tmp)
@@ -175,23 +197,33 @@ def main(argv=None) -> int:
         receiver = Receiver(workdir, processes=args.receivers)
         databases = []
         try:
-            for k in (1, 2) if 1 in args.lines else ():
-                say(f"raw ceiling, {k} process(es), {ceiling_seconds:g} s")
-                results["ceiling"][k] = measured(scenarios.ceiling, ctx_free(redis, receiver, workdir, args),
-                                                 k, ceiling_seconds)
-            for k in (1, 2) if 2 in args.lines else ():
-                say(f"naive baseline, {k} RQ worker(s), {naive_events} jobs")
-                results["naive"][k] = measured(scenarios.naive, ctx_free(redis, receiver, workdir, args),
-                                               k, naive_events)
+            free = ctx_free(redis, receiver, workdir, args)
+            ctxs = {}
             for url in [None] + ([args.database_url] if args.database_url else []):
                 kind = "postgresql" if url else "sqlite"
-                results["databases"][kind] = {}
+                results["databases"][kind] = {"hookline": {}}
                 if args.lines & {3, 4, 5, 6}:
                     db = Database(workdir, url)
                     databases.append(db)
-                    redis.client.flushdb()
-                    ctx = make_context(db, redis, receiver, workdir, args.calls)
-                    results["databases"][kind] = run_database(ctx, args)
+                    ctxs[kind] = make_context(db, redis, receiver, workdir, args.calls)
+            # The like-for-like lines in interleaved rounds: the box's slow spells fall on all alike.
+            for r in range(args.rounds):
+                say(f"round {r + 1} of {args.rounds}")
+                run_round(ctxs, free, args, results, concurrency, r)
+            peers.aggregate_rounds(results)
+            if 1 in args.lines:
+                say(f"reference: sequential requests loop, 1 process, {ceiling_seconds:g} s")
+                results["ceiling"][1] = measured(scenarios.ceiling, free, 1, ceiling_seconds)
+            if 2 in args.lines:
+                say(f"Celery prefork -c 2, {args.events} events")
+                results["celery"]["prefork"] = measured(peers.celery, free, "prefork", 2, args.events)
+                say(f"naive baseline (footnote), 1 RQ worker, {naive_events} jobs")
+                results["naive"][1] = measured(scenarios.naive, free, 1, naive_events)
+            for kind, ctx in ctxs.items():
+                if args.lines & {3, 4, 5, 6}:
+                    run_database(ctx, args, results["databases"][kind])
+            for url in [None] + ([args.database_url] if args.database_url else []):
+                kind = "postgresql" if url else "sqlite"
                 if 7 in args.lines:
                     redis.client.flushdb()
                     results["databases"][kind]["log_page"] = measured(
@@ -224,8 +256,10 @@ def main(argv=None) -> int:
 
 def ctx_free(redis, receiver, workdir, args) -> scenarios.Context:
     """A context for the lines that use no database (ceiling, naive)."""
-    return scenarios.Context(app=None, redis=redis, receiver=receiver, database=None, worker_env={},
-                             secret="", logdir=workdir / "logs", calls=args.calls)
+    from tasks.signing import generate_secret
+
+    return scenarios.Context(app=None, redis=redis, receiver=receiver, database=None,
+                             worker_env=dict(os.environ), secret=generate_secret(), logdir=workdir / "logs", calls=args.calls)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from sqlalchemy import (Column, Integer, MetaData, String, Table,
                         func, insert, select, update)
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from bench.services import ROOT, Database, Receiver, RedisServer, Workers, wait_until
+from bench.services import ROOT, Database, Receiver, RedisServer, Workers, box_cpu_seconds, wait_until
 
 #: Headers like the ones Hookline sends, so the ceiling posts the same bytes.
 FAKE_SIGNATURE = "v1," + "A" * 44
@@ -165,9 +165,10 @@ def start_workers(ctx: Context, k: int) -> Workers:
 
     workers = start_hookline_workers(k, ctx.worker_env, ctx.redis.client,
                                      ctx.app.config["HOOKLINE_QUEUE"], ctx.logdir)
-    path = f"{ctx.prefix}/warmup-k{k}"
+    first = ctx.next_calls(k)
+    path = f"{ctx.prefix}/warmup-k{k}-{first}"  # its own path each time: rounds start workers again
     point_integration(ctx, path)
-    warmup = call_events(10 * k, k, ctx.next_calls(k))
+    warmup = call_events(10 * k, k, first)
     with ctx.app.app_context():
         for event_type, payload in warmup:
             publish_event(event_type, payload)
@@ -281,13 +282,13 @@ def hookline(ctx: Context, workers: Workers, k: int, m: int, tag: str = "",
     events = call_events(m, ctx.calls, ctx.next_calls(ctx.calls))
     with ctx.app.app_context():
         before, jobs = _last_delivery_id(), drain_jobs(ctx)
-        rx_cpu, w_cpu = ctx.receiver.cpu(), workers.cpu()
+        rx_cpu, w_cpu, box = ctx.receiver.cpu(), workers.cpu(), box_cpu_seconds()
         started = time.time()
         ids = publish_concurrently(ctx.app, events, publishers)
         published = time.time() - started
         arrivals = ctx.receiver.wait_for(path, m, timeout=max(60, m / 20))
         elapsed = max(at for at, _ in arrivals) - started
-        rx_cpu, w_cpu = ctx.receiver.cpu() - rx_cpu, workers.cpu() - w_cpu
+        rx_cpu, w_cpu, box = ctx.receiver.cpu() - rx_cpu, workers.cpu() - w_cpu, box_cpu_seconds() - box
         # The receiver answers before the worker commits the attempt: give it a moment.
         try:
             wait_until(lambda: _recorded(before) == (m, m), 30, "every attempt recorded", 0.1)
@@ -309,40 +310,50 @@ def hookline(ctx: Context, workers: Workers, k: int, m: int, tag: str = "",
         "out_of_call_order": out_of_order(ids, events, arrivals),
         "receiver_cpu_s": rx_cpu, "worker_cpu_s": w_cpu,
         "worker_cpu_per_event_ms": w_cpu / m * 1000,
+        # The whole box (publisher, database, Redis, workers, anyone else) less the receiver.
+        "cpu_ms_per_event": (box - rx_cpu) / m * 1000,
         "drain_jobs": jobs, "events_per_drain_job": m / max(1, jobs),
+        "worker_rss_mb": workers.rss(),
     }
 
 
-def drain_only(ctx: Context, k: int, m: int) -> dict:
-    """The workers alone: M events already in the outbox, then K workers start.
+def drain_only(ctx: Context, k: int, m: int, calls: int | None = None) -> dict:
+    """The workers alone: M events of ``calls`` calls already in the outbox, then K workers start.
 
     A diagnostic beside line 3, whose single publishing process may be the
     limit: timed from the first arrival to the last, so worker start-up is
-    not counted.
+    not counted (nor in the CPU per event, read from the first arrival on).
+    The backlog goes in with ``publish_events``, 100 at a time.
     """
     from bench.services import start_hookline_workers
-    from tasks import publish_event
+    from tasks import publish_events
 
-    path = f"{ctx.prefix}/drain-only-k{k}"
+    calls = calls or ctx.calls
+    path = f"{ctx.prefix}/drain-only-k{k}-c{calls}-{ctx.next_calls(1)}"
     point_integration(ctx, path)
+    events = call_events(m, calls, ctx.next_calls(calls))
     with ctx.app.app_context():
-        for event_type, payload in call_events(m, ctx.calls, ctx.next_calls(ctx.calls)):
-            publish_event(event_type, payload)
+        for i in range(0, m, 100):
+            publish_events(events[i:i + 100])
     workers = start_hookline_workers(k, ctx.worker_env, ctx.redis.client,
                                      ctx.app.config["HOOKLINE_QUEUE"], ctx.logdir)
     try:
-        rx_cpu, w_cpu, jobs = ctx.receiver.cpu(), workers.cpu(), drain_jobs(ctx)
+        jobs = drain_jobs(ctx)
+        wait_until(lambda: ctx.receiver.count(path) > 0, 60, "the first arrival", 0.005)
+        rx_cpu, w_cpu, box, seen = ctx.receiver.cpu(), workers.cpu(), box_cpu_seconds(), ctx.receiver.count(path)
         arrivals = ctx.receiver.wait_for(path, m, timeout=max(60, m / 20))
+        rx_cpu, w_cpu, box = ctx.receiver.cpu() - rx_cpu, workers.cpu() - w_cpu, box_cpu_seconds() - box
         times = sorted(at for at, _ in arrivals)
         seconds = times[-1] - times[0]
         try:  # RQ counts a job when it ends, just after its last delivery arrived
             wait_until(lambda: drain_jobs(ctx) > jobs, 5, "the drain job to finish", 0.05)
         except RuntimeError:
             pass
-        return {"workers": k, "rate": (m - 1) / seconds, "events": m, "seconds": seconds,
-                "receiver_cpu_s": ctx.receiver.cpu() - rx_cpu,
-                "worker_cpu_per_event_ms": (workers.cpu() - w_cpu) / m * 1000,
-                "drain_jobs": drain_jobs(ctx) - jobs}
+        return {"workers": k, "rate": (m - 1) / seconds, "events": m, "calls": min(calls, m),
+                "seconds": seconds, "receiver_cpu_s": rx_cpu,
+                "worker_cpu_per_event_ms": w_cpu / max(1, m - seen) * 1000,
+                "cpu_ms_per_event": (box - rx_cpu) / max(1, m - seen) * 1000,
+                "drain_jobs": drain_jobs(ctx) - jobs, "worker_rss_mb": workers.rss()}
     finally:
         workers.close()
 

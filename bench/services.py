@@ -54,6 +54,21 @@ def box_cpu_seconds() -> float:
     return (sum(fields[:8]) - idle) / CLOCK_TICKS
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its live children (a prefork pool), in MB, from /proc."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(status.split("VmRSS:", 1)[1].split()[0])
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError):
+            continue
+    return total / 1024
+
+
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.02) -> None:
     """Poll ``predicate`` until true; raise naming ``what`` on timeout."""
     deadline = time.monotonic() + timeout
@@ -177,6 +192,10 @@ class Workers:
 
     def cpu(self) -> float:
         return sum(cpu_seconds(p.pid) for p in self.procs)
+
+    def rss(self) -> list[float]:
+        """Each worker's resident memory now, in MB."""
+        return [rss_mb(p.pid) for p in self.procs]
 
     def close(self, timeout: float = 10.0) -> None:
         stop(self.procs, timeout)

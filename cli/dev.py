@@ -16,7 +16,6 @@ import click
 import redis
 from flask import current_app
 from flask.cli import with_appcontext
-from flask_migrate import upgrade
 
 
 def start_embedded_redis(socket_path: str) -> subprocess.Popen:
@@ -47,6 +46,11 @@ def start_embedded_redis(socket_path: str) -> subprocess.Popen:
 def dev(port: int) -> None:
     """Run Redis, a worker and the web server for development."""
     app = current_app._get_current_object()
+    from flask_migrate import upgrade  # Alembic only where migrations run (see extensions.init_migrate)
+
+    from extensions import init_migrate
+
+    init_migrate(app)
     upgrade(directory=os.path.join(app.root_path, "migrations"))
     from cli.users import ensure_admin
 

@@ -80,7 +80,8 @@ def test_revoked_token_is_refused(app, client, token, integration):
     "body, field",
     [
         (b"not json", "body"),
-        (b"[1, 2]", "body"),
+        (b"[1, 2]", "[0]"),
+        (b"42", "body"),
         (b"\xff\xfe{}", "body"),
         ({"payload": {}}, "event_type"),
         ({"event_type": "call_initiated"}, "payload"),

@@ -10,31 +10,42 @@ from werkzeug.wsgi import get_input_stream
 from events import InvalidEvent, bounds
 from models import db, utcnow
 from models.users import ApiToken
-from tasks.publish import publish_event
+from tasks.publish import MAX_BATCH, publish_event, publish_events
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 ALLOWED_FIELDS = {"event_type", "payload", "timestamp_utc"}
 
+#: A JSON array of events may be this large; one event stays within MAX_CONTENT_LENGTH (256 KiB).
+MAX_ARRAY_BYTES = 1024 * 1024
 
-def _read_body() -> bytes | None:
-    """The raw body, or None when it is over MAX_CONTENT_LENGTH.
 
-    Reads one byte past the limit from the server's stream itself: for a
-    chunked body (no Content-Length) Werkzeug's capped stream would stop at
-    the limit and hand back a cut body that then fails to parse.
+def _read_body() -> tuple[bytes | None, str]:
+    """The raw body and its cap's name, or (None, cap) when it is over that cap.
+
+    An array of events may be up to MAX_ARRAY_BYTES (1 MiB), one event up to
+    MAX_CONTENT_LENGTH (256 KiB); which one is told by the first byte that
+    is not whitespace. Reads one byte past the limit from the server's
+    stream itself: for a chunked body (no Content-Length) Werkzeug's capped
+    stream would stop at the limit and hand back a cut body that then fails
+    to parse.
     """
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    stream = get_input_stream(request.environ, max_content_length=limit + 1)
+    single = current_app.config["MAX_CONTENT_LENGTH"]
+    limit = max(single, MAX_ARRAY_BYTES)
+    # No max_content_length here: Werkzeug would refuse a Content-Length over
+    # it before the first byte tells an array from one event.
+    stream = get_input_stream(request.environ, max_content_length=None)
     raw = stream.read(limit + 1)
-    return None if len(raw) > limit else raw
+    if raw.lstrip(b" \t\r\n")[:1] == b"[":
+        return (None if len(raw) > MAX_ARRAY_BYTES else raw), "1 MiB for an array of events"
+    return (None if len(raw) > single else raw), "256 KiB"
 
 
 def _parse_body():
-    """The request body as a JSON object, or a (response, status) naming what is wrong."""
-    raw = _read_body()
+    """The request body as a JSON object or array, or a (response, status) naming what is wrong."""
+    raw, cap = _read_body()
     if raw is None:
-        return None, too_large(None)
+        return None, _problem(413, f"The request body is larger than {cap}.")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -45,9 +56,22 @@ def _parse_body():
         return None, _problem(400, f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.", "body")
     except RecursionError:
         return None, _problem(400, f"The body is nested more than {bounds.MAX_DEPTH} levels deep.", "body")
-    if not isinstance(data, dict):
-        return None, _problem(400, "The body must be a JSON object: {\"event_type\": ..., \"payload\": {...}}.", "body")
+    if not isinstance(data, (dict, list)):
+        return None, _problem(400, "The body must be a JSON object: {\"event_type\": ..., \"payload\": {...}}, "
+                                   f"or an array of up to {MAX_BATCH} of them.", "body")
     return data, None
+
+
+def _envelope_problem(data: dict, prefix: str = ""):
+    """The API's own fields of one event (unknown or missing ones), or None when they are fine."""
+    unknown = sorted(set(data) - ALLOWED_FIELDS)
+    if unknown:
+        return _problem(400, f"Unknown field: {prefix + unknown[0]!r} (allowed: event_type, payload, timestamp_utc).",
+                        prefix + unknown[0])
+    for field in ("event_type", "payload"):
+        if field not in data:
+            return _problem(400, f"{prefix}{field} is required.", prefix + field)
+    return None
 
 
 def _problem(status: int, message: str, field: str | None = None):
@@ -65,13 +89,13 @@ def _bearer_token() -> str | None:
 
 @bp.errorhandler(RequestEntityTooLarge)
 def too_large(exc):
-    """Bodies over MAX_CONTENT_LENGTH (256 KiB)."""
+    """Bodies over MAX_CONTENT_LENGTH (256 KiB) that Werkzeug itself refused."""
     return _problem(413, "The request body is larger than 256 KiB.")
 
 
 @bp.post("/events")
 def create_event():
-    """Publish one call event; 202 with its id, or 200 with id null when not wanted."""
+    """Publish one call event (202 with its id, 200 with id null when not wanted), or an array of them."""
     plain = _bearer_token()
     token = ApiToken.find(plain) if plain else None
     if token is None:
@@ -82,13 +106,10 @@ def create_event():
     data, problem = _parse_body()
     if problem:
         return problem
-    unknown = sorted(set(data) - ALLOWED_FIELDS)
-    if unknown:
-        return _problem(400, f"Unknown field: {unknown[0]!r} (allowed: event_type, payload, timestamp_utc).", unknown[0])
-    if "event_type" not in data:
-        return _problem(400, "event_type is required.", "event_type")
-    if "payload" not in data:
-        return _problem(400, "payload is required.", "payload")
+    if isinstance(data, list):
+        return _create_many(token, data)
+    if problem := _envelope_problem(data):
+        return problem
     # Written by publish's commit, so tracking use costs no extra round trip.
     token.last_used_at = utcnow()
     try:
@@ -103,3 +124,31 @@ def create_event():
         return jsonify(id=None, delivered=False,
                        reason="The integration is disabled or not subscribed to this event."), 200
     return jsonify(id=event_id), 202
+
+
+def _create_many(token, items: list):
+    """An array of up to MAX_BATCH events, all written in one transaction or none.
+
+    202 with their ids in order (null where not wanted); 200 when none was
+    wanted; 400 naming the first bad event's index and field.
+    """
+    if not items:
+        return _problem(400, "The array is empty: send at least one event.", "body")
+    if len(items) > MAX_BATCH:
+        return _problem(400, f"The array holds {len(items)} events; at most {MAX_BATCH} go in one request.", "body")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            return _problem(400, f"[{index}]: each event must be a JSON object, not {type(item).__name__}.",
+                            f"[{index}]")
+        if problem := _envelope_problem(item, f"[{index}]."):
+            return problem
+    token.last_used_at = utcnow()
+    try:
+        ids = publish_events(items)
+    except InvalidEvent as exc:
+        return _problem(400, str(exc), exc.field)
+    if not any(ids):
+        db.session.commit()
+        return jsonify(ids=ids, delivered=False,
+                       reason="The integration is disabled or not subscribed to these events."), 200
+    return jsonify(ids=ids), 202

@@ -1,0 +1,39 @@
+"""What a worker process holds: no Alembic unless migrations run (issue 23).
+
+Each check runs in a fresh interpreter: this test process has Flask-Migrate
+imported already (other tests call ``flask_migrate.upgrade``).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(args, tmp_path, **kwargs):
+    env = {**os.environ, "HOOKLINE_ENV": "testing", "DATABASE_URL": f"sqlite:///{tmp_path / 'm.sqlite'}"}
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def test_an_app_as_a_worker_builds_it_imports_no_alembic(tmp_path):
+    code = ("import sys; from app import create_app; from tasks.drain import Drainer; app = create_app(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'alembic', 'mako', 'pygments', 'flask_migrate'}))")
+    out = run([sys.executable, "-c", code], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_flask_db_still_migrates_and_reports_the_head(tmp_path):
+    flask = str(Path(sys.executable).parent / "flask")
+    heads = {p.name.split("_")[0] for p in (ROOT / "migrations" / "versions").glob("*.py")}
+    upgrade = run([flask, "--app", "app", "db", "upgrade"], tmp_path)
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert "Running upgrade" in upgrade.stderr
+    current = run([flask, "--app", "app", "db", "-d", "migrations", "current"], tmp_path)
+    assert current.returncode == 0, current.stderr
+    revision, _, mark = current.stdout.strip().partition(" ")
+    assert revision in heads and mark == "(head)"
+    listing = run([flask, "--app", "app", "db", "--help"], tmp_path)
+    assert "upgrade" in listing.stdout and "downgrade" in listing.stdout

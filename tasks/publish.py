@@ -13,7 +13,7 @@ from flask import current_app
 from sqlalchemy import bindparam, insert, literal_column, select, text
 from sqlalchemy.exc import DBAPIError
 
-from events import call_id_of, validate_event
+from events import InvalidEvent, call_id_of, validate_event
 from models import db, utcnow
 from models.events import Delivery, Event, new_event_id
 from models.settings import NEW_STATUS_SQL, wants_sql
@@ -187,9 +187,7 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     return event_id
 
 
-# -- batches (issue 23): kept apart from publish_event above, which issue 20 changes
-
-from events import InvalidEvent  # noqa: E402
+# -- batches: many events in one transaction
 
 #: The most events one ``publish_events`` call (one API array) may carry.
 MAX_BATCH = 100
@@ -216,7 +214,7 @@ def _validated_rows(events) -> list[tuple[dict, dict]]:
         rows.append((dict(id=new_event_id(), event_type=event_type, call_id=call_id, timestamp_utc=stamp,
                           is_test=False, body=envelope_body(event_type, stamp, payload, False),
                           created_at=now),
-                     dict(event_type=event_type, call_id=call_id, is_test=False, status=PENDING,
+                     dict(event_type=event_type, call_id=call_id, is_test=False,
                           due_at=now, created_at=now, attempt_count=0)))
     return rows
 

@@ -22,6 +22,8 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests.support import wait_until  # noqa: F401 (the one waiting helper, shared with the tests)
+
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -67,16 +69,6 @@ def rss_mb(pid: int) -> float:
         except (OSError, IndexError):
             continue
     return total / 1024
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.02) -> None:
-    """Poll ``predicate`` until true; raise naming ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def stop(procs, timeout: float = 10.0) -> None:

@@ -267,8 +267,11 @@ def write(token: str, attempts: list[dict], changes: list[dict]) -> set[int]:
     if attempts:
         db.session.execute(_INSERT_ATTEMPTS, attempts)
     # executemany needs the same keys in every dict: cancellations set fewer columns.
-    for keys in {tuple(sorted(change)) for change in changes}:
-        db.session.execute(_UPDATE_HELD, [change for change in changes if tuple(sorted(change)) == keys])
+    groups: dict[frozenset, list[dict]] = {}
+    for change in changes:
+        groups.setdefault(frozenset(change), []).append(change)
+    for group in groups.values():
+        db.session.execute(_UPDATE_HELD, group)
     rollups.add_batch(attempts, changes)
     return held
 

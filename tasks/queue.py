@@ -131,8 +131,7 @@ class Waker:
     of those 10 ms, which costs the publisher less CPU per event and gives
     the drains bigger batches (bench/README.md has the figures); a busy
     drain claims without waiting for the bell, and an idle one waits at
-    most 10 ms more. At 50 events/s (20 ms
-    apart) nothing waits at all. The thread ends after a few idle seconds
+    most 10 ms more. Publishes further apart than that never wait at all. The thread ends after a few idle seconds
     and the next ring starts a new one.
     """
 

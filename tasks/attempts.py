@@ -146,17 +146,24 @@ def record(out: Outgoing, result, schedule, *, started: datetime, final: bool = 
         error_kind=result.error_kind,
         error_message=error,
     )
+    gone = failed = False
+    delivered_now = due_at = None
+    if result.ok:
+        status, delivered_now = DELIVERED, utcnow()
+    elif result.status_code == 410:
+        status, gone, failed = FAILED, True, True
+    else:
+        delay = None if final else next_delay(out.number, schedule, result.retry_after)
+        if delay is None:
+            status, failed = FAILED, True
+        else:
+            status, due_at = RETRYING, utcnow() + timedelta(seconds=delay)
+    # One dict per outcome, every column every time (see the docstring).
     change = dict(
         delivery_id=out.delivery_id, attempt_count=out.number, last_attempt_at=started,
         last_status_code=result.status_code, last_duration_ms=duration_ms, lease_until=None,
-        delivered_at=delivered_at, last_error=error,
+        delivered_at=delivered_now or delivered_at, last_error=error,
         holds_call_until=_hold(holds_call_until, started, hold_seconds, result),
+        status=status, due_at=due_at,
     )
-    if result.ok:
-        return Recorded(attempt, {**change, "status": DELIVERED, "delivered_at": utcnow(), "due_at": None})
-    if result.status_code == 410:
-        return Recorded(attempt, {**change, "status": FAILED, "due_at": None}, gone=True, failed=True)
-    delay = None if final else next_delay(out.number, schedule, result.retry_after)
-    if delay is None:
-        return Recorded(attempt, {**change, "status": FAILED, "due_at": None}, failed=True)
-    return Recorded(attempt, {**change, "status": RETRYING, "due_at": utcnow() + timedelta(seconds=delay)})
+    return Recorded(attempt, change, gone=gone, failed=failed)

@@ -116,7 +116,8 @@ def _held_back(dialect: str, row: str, extra: str = "") -> str:
 
 def _is_head(dialect: str, row: str) -> str:
     """``row`` may be sent now: no call, let go, or nothing older of its call holds it."""
-    return (f"({row}.call_id IS NULL OR {row}.holds_call_until <= :now"
+    # "IS NOT NULL AND": the claim negates this, and NOT of a NULL comparison is no truer.
+    return (f"({row}.call_id IS NULL OR ({row}.holds_call_until IS NOT NULL AND {row}.holds_call_until <= :now)"
             f" OR NOT {_held_back(dialect, row)})")
 
 

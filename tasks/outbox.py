@@ -136,7 +136,7 @@ def write(token: str, attempts: list[dict], changes: list[dict]) -> set[int]:
     held = fence(token, ids)
     if len(held) < len(ids):
         log.warning("lease lost for deliveries %s: another drain holds them; nothing written for them",
-                    sorted(ids - held))
+                    sorted(ids - held.keys()))
     changes = [{**change, "held_by": token} for change in changes if change["delivery_id"] in held]
     attempts = [attempt for attempt in attempts if attempt["delivery_id"] in held]
     if attempts:

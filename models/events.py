@@ -70,9 +70,9 @@ class Delivery(db.Model):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        # The drain's claim reads open rows only: each call's first open
-        # delivery (its head) and the open rows without a call. A partial
-        # index keeps that small however many delivered rows the log holds.
+        # Open rows by call: the claim's one seek per candidate (is an older
+        # row of its call still open?) and the next head when one closes. A
+        # partial index keeps that small however many delivered rows the log holds.
         Index("ix_deliveries_open_call", "call_id", "id",
               sqlite_where=literal_column(OPEN_SQL), postgresql_where=literal_column(OPEN_SQL)),
         # Per-call ordering and the log's call filter.

@@ -64,6 +64,9 @@ holding row as a candidate, whatever its flag.
 An unknown row whose older holding row is leased stays unknown (C cannot
 tell whether a write is closing that row right now); the claim looks at it
 again next time, so there are at most as many of these as leased rows.
+A claim looks at the oldest ``resolve`` unknown rows only (at least 128):
+an unknown head behind them waits until the window moves on, at the latest
+when the leased rows ahead of it are recorded.
 
 What it costs: TRUE rows are read earliest due first and the claim stops
 after ``limit`` of them; unknown rows are the last moments' publishes;
@@ -171,9 +174,9 @@ def _resolve_where(dialect: str, row: str) -> str:
 
 
 _NOW = bindparam("now", type_=DateTime())
-_RETURNED = dict(head=Boolean, id=Integer, event_type=String, is_test=Boolean, attempt_count=Integer, delivered_at=DateTime,
-                 event_id=String, body=Text, due_at=DateTime, settings_version=DateTime,
-                 holds_call_until=DateTime)
+_RETURNED = dict(head=Boolean, id=Integer, event_type=String, is_test=Boolean, attempt_count=Integer,
+                 delivered_at=DateTime, event_id=String, body=Text, due_at=DateTime,
+                 settings_version=DateTime, holds_call_until=DateTime)
 
 
 @functools.cache

@@ -169,8 +169,10 @@ def _oldest_unknown(dialect: str, lock: bool) -> str:
 def _resolve_where(dialect: str, row: str) -> str:
     """The unknown rows among the oldest ``:resolve`` that wait behind an older, unleased row of their call."""
     oldest = _oldest_unknown(dialect, lock=dialect == "postgresql")
+    # Not let go, and held back by an unleased row: so not a head either (one seek, not two).
     return (f"{_id_among(dialect, f'{row}.id', oldest)} AND {row}.head IS NULL AND {row}.call_id IS NOT NULL"
-            f" AND NOT {_is_head(dialect, row)} AND {_held_back(dialect, row, ' AND o.lease_until IS NULL')}")
+            f" AND ({row}.holds_call_until IS NULL OR {row}.holds_call_until > :now)"
+            f" AND {_held_back(dialect, row, ' AND o.lease_until IS NULL')}")
 
 
 _NOW = bindparam("now", type_=DateTime())

@@ -19,6 +19,7 @@ from models.settings import get_settings
 from tasks import heads, outbox, publish_event
 from tasks.heads import claim_statement, due_statement
 from tasks.outbox import claim
+from tasks.redeliver import redeliver
 
 CALLS = 50
 
@@ -225,7 +226,6 @@ def test_a_redelivered_older_event_goes_before_the_call_s_flagged_head(wanting_a
         drain_a_little(1)  # the first delivered; the second is flagged its call's head
         first, second, _ = db.session.execute(text("SELECT id FROM deliveries ORDER BY id")).scalars().all()
         assert db.session.scalar(text("SELECT head FROM deliveries WHERE id = :id"), {"id": second})
-        from tasks.redeliver import redeliver
         assert redeliver(first)
         claimed = claim(outbox.new_token(), 32, 30)
         assert [d.id for d in claimed] == [first]

@@ -32,6 +32,9 @@ from tasks.queue import (
 
 log = logging.getLogger(__name__)
 
+#: A drain behind on its backlog asks for a helper at most this often (seconds).
+HELP_INTERVAL = 1.0
+
 
 def _not_wanted_reason(settings, delivery: Claimed) -> str | None:
     """Why the settings read at send time refuse this delivery, if they do (HELD_REASON: set it aside)."""
@@ -99,6 +102,7 @@ class Drainer:
         # The next batch, claimed in the transaction that recorded the last one.
         self.ahead: Batch | None = None
         self.helpful = False  # is there still work for a helper (see keeps_a_helper_busy)?
+        self.asked_for_help_at = -HELP_INTERVAL
         self.settings: WebhookSettings | None = None  # a copy, kept between batches
         self.header_log: attempts.HeaderLog | None = None
 
@@ -159,7 +163,10 @@ class Drainer:
         if not rows:
             return None
         # A backlog: let another worker help while this one sends.
-        if pacing.is_behind(rows, self.batch_size):
+        # At most once a HELP_INTERVAL: asking is a Redis round trip, and it
+        # fails anyway while the helper asked for last is still queued.
+        if pacing.is_behind(rows, self.batch_size) and time.monotonic() - self.asked_for_help_at >= HELP_INTERVAL:
+            self.asked_for_help_at = time.monotonic()
             _redis(ask_for_help)
         self.helpful = pacing.keeps_a_helper_busy(rows, self.batch_size)
         streaming = claim_next and pacing.is_streaming(rows, self.batch_size)

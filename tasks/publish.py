@@ -83,7 +83,8 @@ def _sqlite_plan(dialect):
     """SQLite: the two INSERTs compiled once to sqlite3's SQL, with how to turn a row into its parameters."""
     def plan(statement):
         compiled = statement.compile(dialect=dialect)
-        converters = [(name, compiled.binds[name].type.bind_processor(dialect)) for name in compiled.positiontup]
+        converters = [(name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+                      for name in compiled.positiontup]
         return compiled.string, converters
     return plan(_insert_event("sqlite")), plan(_INSERT_DELIVERY)
 

@@ -17,24 +17,37 @@ from sqlalchemy.exc import DBAPIError
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
+    """A statement compiled for one dialect, and how a row of values becomes its driver parameters."""
+
     sql: str
     #: (parameter name, bind processor or None), in the statement's order.
     converters: tuple
     positional: bool
 
+    def parameters(self, row: dict):
+        """``row`` as the driver takes it, each value stored as SQLAlchemy would store it."""
+        if self.positional:
+            return tuple(convert(row[name]) if convert else row[name] for name, convert in self.converters)
+        return {name: convert(row[name]) if convert else row[name] for name, convert in self.converters}
+
 
 @functools.cache
-def _plan(statement, dialect, keys: tuple[str, ...]) -> _Plan | None:
-    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-    if compiled.insert_prefetch or compiled.update_prefetch or compiled.postfetch or compiled.returning:
-        return None  # SQLAlchemy must compute defaults per row, or read rows back
+def plan(statement, dialect, keys: tuple[str, ...] | None = None, many: bool = False) -> Plan | None:
+    """``statement`` compiled once for ``dialect`` (its SET/VALUES columns: ``keys``), or None if SQLAlchemy must run it.
+
+    None when running it needs SQLAlchemy: Python-side defaults computed per
+    row, or (for an executemany, ``many``) rows read back.
+    """
+    compiled = statement.compile(dialect=dialect, column_keys=None if keys is None else list(keys))
+    if compiled.insert_prefetch or compiled.update_prefetch or compiled.postfetch or (many and compiled.returning):
+        return None
     names = compiled.positiontup if compiled.positional else list(compiled.binds)
-    if any(name not in keys for name in names):
+    if keys is not None and any(name not in keys for name in names):
         return None
     converters = tuple((name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
                        for name in names)
-    return _Plan(compiled.string, converters, compiled.positional)
+    return Plan(compiled.string, converters, compiled.positional)
 
 
 def executemany(session, statement, rows: list[dict]) -> None:
@@ -42,21 +55,16 @@ def executemany(session, statement, rows: list[dict]) -> None:
     if not rows:
         return
     connection = session.connection()
-    plan = _plan(statement, connection.dialect, tuple(sorted(rows[0])))
-    if plan is None:
+    compiled = plan(statement, connection.dialect, tuple(sorted(rows[0])), many=True)
+    if compiled is None:
         session.execute(statement, rows)
         return
-    if plan.positional:
-        parameters = [tuple(convert(row[name]) if convert else row[name] for name, convert in plan.converters)
-                      for row in rows]
-    else:
-        parameters = [{name: convert(row[name]) if convert else row[name] for name, convert in plan.converters}
-                      for row in rows]
+    parameters = [compiled.parameters(row) for row in rows]
     dbapi = connection.dialect.dbapi
     cursor = connection.connection.driver_connection.cursor()
     try:
-        cursor.executemany(plan.sql, parameters)
+        cursor.executemany(compiled.sql, parameters)
     except dbapi.Error as exc:  # the SQLAlchemy error the rest of the app would raise
-        raise DBAPIError.instance(plan.sql, parameters, exc, dbapi.Error) from exc
+        raise DBAPIError.instance(compiled.sql, parameters, exc, dbapi.Error) from exc
     finally:
         cursor.close()

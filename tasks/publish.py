@@ -11,14 +11,15 @@ import time
 
 from flask import current_app
 from sqlalchemy import bindparam, insert, literal_column, select, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy import event as sa_event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from events import InvalidEvent, call_id_of, validate_event
 from models import db, utcnow
 from models.events import Delivery, Event, new_event_id
 from models.settings import NEW_STATUS_SQL, wants_sql
+from tasks import driver
 from tasks.queue import ring_soon
 
 log = logging.getLogger(__name__)
@@ -78,22 +79,6 @@ def _insert_both_sql(dialect, wait_for_flush: bool) -> str:
     return _insert_both(wait_for_flush).compile(dialect=dialect).string
 
 
-@functools.cache
-def _sqlite_plan(dialect):
-    """SQLite: the two INSERTs compiled once to sqlite3's SQL, with how to turn a row into its parameters."""
-    def plan(statement):
-        compiled = statement.compile(dialect=dialect)
-        converters = [(name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-                      for name in compiled.positiontup]
-        return compiled.string, converters
-    return plan(_insert_event("sqlite")), plan(_INSERT_DELIVERY)
-
-
-def _parameters(converters, values: dict) -> tuple:
-    """``values`` in the compiled statement's order, each stored as SQLAlchemy would store it."""
-    return tuple(convert(values[name]) if convert else values[name] for name, convert in converters)
-
-
 def _write_outside(engine, event: dict, delivery: dict, wait_for_flush: bool) -> bool:
     """Write the event and its delivery in a transaction of their own, on a pooled driver connection; True if wanted.
 
@@ -118,12 +103,13 @@ def _write_outside(engine, event: dict, delivery: dict, wait_for_flush: bool) ->
             written = cursor.fetchone() is not None
             connection.autocommit = False
         else:
-            (event_sql, event_converters), (delivery_sql, delivery_converters) = _sqlite_plan(engine.dialect)
-            statement = event_sql
-            row = cursor.execute(event_sql, _parameters(event_converters, event)).fetchone()
+            insert_event = driver.plan(_insert_event("sqlite"), engine.dialect)
+            statement = insert_event.sql
+            row = cursor.execute(statement, insert_event.parameters(event)).fetchone()
             if written := row is not None:
-                statement = delivery_sql
-                cursor.execute(delivery_sql, _parameters(delivery_converters, {**delivery, "event_seq": row[0]}))
+                insert_delivery = driver.plan(_INSERT_DELIVERY, engine.dialect)
+                statement = insert_delivery.sql
+                cursor.execute(statement, insert_delivery.parameters({**delivery, "event_seq": row[0]}))
             connection.commit()
         cursor.close()
     except BaseException as exc:

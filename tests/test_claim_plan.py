@@ -29,7 +29,7 @@ def postgres_app(app):
     """The app, on PostgreSQL only; the integration wants every event (nothing is sent here)."""
     with app.app_context():
         if db.engine.dialect.name != "postgresql":
-            pytest.skip("plans are PostgreSQL's (set HOOKLINE_TEST_DATABASE_URL)")
+            pytest.skip("PostgreSQL only (set HOOKLINE_TEST_DATABASE_URL)")
         settings = get_settings()
         settings.enabled, settings.url, settings.events = True, "https://example.com/hook", list(EVENT_TYPES)
         db.session.commit()

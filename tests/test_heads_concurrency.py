@@ -13,29 +13,16 @@ import threading
 import time
 from collections import defaultdict
 
-import pytest
 from sqlalchemy import text
 
-from events import EVENT_TYPES
 from models import db
-from models.settings import get_settings
 from tasks import outbox, publish_event
+from tests.test_claim_plan import postgres_app  # noqa: F401 (the fixture)
 
 CALLS = 12
 EVENTS = 600
 PUBLISHERS = 3
 DRAINS = 4
-
-
-@pytest.fixture
-def postgres_app(app):
-    with app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            pytest.skip("SQLite runs one writer at a time; the races are PostgreSQL's")
-        settings = get_settings()
-        settings.enabled, settings.url, settings.events = True, "https://example.com/hook", list(EVENT_TYPES)
-        db.session.commit()
-    return app
 
 
 def test_no_call_is_left_without_a_head_and_none_has_two(postgres_app):

@@ -4,123 +4,21 @@ In-process (``tasks.publish_event(...)``), enqueued on RQ by dotted path, or
 through ``POST /api/v1/events`` — all three end here.
 """
 
-import functools
 import json
 import logging
 import time
 
 from flask import current_app
-from sqlalchemy import bindparam, insert, literal_column, select, text
 from sqlalchemy import event as sa_event
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from events import InvalidEvent, call_id_of, validate_event
 from models import db, utcnow
-from models.events import Delivery, Event, new_event_id
-from models.settings import NEW_STATUS_SQL, wants_sql
-from tasks import driver
+from models.events import new_event_id
+from tasks import outbox
 from tasks.queue import ring_soon
 
 log = logging.getLogger(__name__)
-
-_EVENT_COLUMNS = ("id", "event_type", "call_id", "timestamp_utc", "is_test", "body", "created_at")
-_DELIVERY_COLUMNS = ("event_type", "call_id", "is_test", "due_at", "created_at", "attempt_count")
-
-#: PostgreSQL, in the publish statement's WHERE: the statement is its own
-#: transaction, and this makes that transaction commit without waiting for
-#: the disk flush (synchronous_commit = off for it alone; see publish_event).
-_NO_FLUSH_WAIT_SQL = "set_config('synchronous_commit', 'off', true) = 'off'"
-
-
-def _values(table, columns, prefix=""):
-    """Typed bind parameters for ``columns`` of ``table`` (named ``prefix`` + column)."""
-    return [bindparam(prefix + c, type_=table.c[c].type) for c in columns]
-
-
-@functools.cache
-def _insert_event(dialect: str, wait_for_flush: bool = True):
-    """INSERT the event if the integration wants its type, RETURNING its seq (no row: not wanted).
-
-    Built once per dialect: building and cache-keying a statement costs as
-    much as running it on SQLite.
-    """
-    events = Event.__table__
-    wanted = select(*_values(events, _EVENT_COLUMNS)).where(text(wants_sql(dialect)))
-    if not wait_for_flush:
-        wanted = wanted.where(text(_NO_FLUSH_WAIT_SQL))
-    return insert(events).from_select(_EVENT_COLUMNS, wanted).returning(events.c.seq)
-
-
-#: SQLite: the delivery of the event just inserted (``:event_seq``), pending
-#: or held as the settings row says (in the same transaction as the event's).
-_INSERT_DELIVERY = insert(Delivery.__table__).from_select(
-    ["event_seq", *_DELIVERY_COLUMNS, "status"],
-    select(bindparam("event_seq"), *_values(Delivery.__table__, _DELIVERY_COLUMNS), literal_column(NEW_STATUS_SQL)))
-
-
-@functools.cache
-def _insert_both(wait_for_flush: bool):
-    """PostgreSQL: the event (if wanted) and, from its RETURNING, the delivery, in one statement.
-
-    Its parameters are named as its columns (the delivery's with a ``d_`` prefix).
-    """
-    deliveries = Delivery.__table__
-    new_event = _insert_event("postgresql", wait_for_flush).cte("new_event")
-    return insert(deliveries).from_select(
-        ["event_seq", *_DELIVERY_COLUMNS, "status"],
-        select(new_event.c.seq, *_values(deliveries, _DELIVERY_COLUMNS, prefix="d_"), literal_column(NEW_STATUS_SQL)),
-    ).returning(deliveries.c.id)
-
-
-@functools.cache
-def _insert_both_sql(dialect, wait_for_flush: bool) -> str:
-    """``_insert_both`` compiled once to the driver's SQL text."""
-    return _insert_both(wait_for_flush).compile(dialect=dialect).string
-
-
-def _write_outside(engine, event: dict, delivery: dict, wait_for_flush: bool) -> bool:
-    """Write the event and its delivery in a transaction of their own, on a pooled driver connection; True if wanted.
-
-    PostgreSQL: one statement in autocommit (one round trip instead of
-    BEGIN, INSERT, COMMIT). SQLite: the two INSERTs and a commit. The
-    driver's connection directly: SQLAlchemy's execute and the session's
-    commit around the same statements cost the engine as much CPU again.
-    """
-    dbapi = engine.dialect.dbapi
-    try:
-        raw = engine.raw_connection()
-    except dbapi.Error as exc:  # the server is down: the same SQLAlchemy error as elsewhere
-        raise DBAPIError.instance(None, None, exc, dbapi.Error) from exc
-    statement = None
-    try:
-        connection = raw.driver_connection
-        cursor = connection.cursor()
-        if engine.dialect.name == "postgresql":
-            statement = _insert_both_sql(engine.dialect, wait_for_flush)
-            connection.autocommit = True
-            cursor.execute(statement, {**event, **{f"d_{k}": v for k, v in delivery.items()}})
-            written = cursor.fetchone() is not None
-            connection.autocommit = False
-        else:
-            insert_event = driver.plan(_insert_event("sqlite"), engine.dialect)
-            statement = insert_event.sql
-            row = cursor.execute(statement, insert_event.parameters(event)).fetchone()
-            if written := row is not None:
-                insert_delivery = driver.plan(_INSERT_DELIVERY, engine.dialect)
-                statement = insert_delivery.sql
-                cursor.execute(statement, insert_delivery.parameters({**delivery, "event_seq": row[0]}))
-            connection.commit()
-        cursor.close()
-    except BaseException as exc:
-        raw.invalidate()  # in an unknown state: the pool must not hand it out again
-        if isinstance(exc, dbapi.Error):  # the SQLAlchemy error the rest of the app would raise
-            raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
-        raise
-    finally:
-        raw.close()
-    return written
-
 
 def envelope_body(event_type: str, timestamp_utc: int, payload: dict, is_test: bool) -> str:
     """The seed's envelope as compact JSON: the exact bytes every attempt sends."""
@@ -183,25 +81,15 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     if joined := session.in_transaction():
         # Core statements, not the ORM: they need none of its per-execute
         # work, which cost as much as the INSERTs here.
-        written = _insert_rows(session.connection(), event, delivery) is not None
+        written = outbox.insert_new(session.connection(), event, delivery)
     else:
-        written = _write_outside(db.engine, event, delivery, current_app.config["HOOKLINE_PUBLISH_SYNC_COMMIT"])
+        written = outbox.insert_new_alone(db.engine, event, delivery,
+                                           current_app.config["HOOKLINE_PUBLISH_SYNC_COMMIT"])
     if not written:
         log.debug("event %s not wanted by the integration; dropped", event_type)
         return None
     _ring_once_committed(session, joined)
     return event_id
-
-
-def _insert_rows(conn, event: dict, delivery: dict) -> int | None:
-    """INSERT the event and its delivery on ``conn`` (both or neither); the event's seq, None if not wanted."""
-    if conn.dialect.name == "postgresql":
-        values = {**event, **{f"d_{k}": v for k, v in delivery.items()}}
-        return conn.execute(_insert_both(True), values).scalar()
-    seq = conn.execute(_insert_event(conn.dialect.name), event).scalar()
-    if seq is not None:
-        conn.execute(_INSERT_DELIVERY, {**delivery, "event_seq": seq})
-    return seq
 
 
 #: ``Session.info`` key: the session's transaction holds published events.
@@ -286,7 +174,7 @@ def publish_events(events) -> list[str | None]:
     joined = session.in_transaction()
     try:
         conn = session.connection()
-        ids = [event["id"] if _insert_rows(conn, event, delivery) is not None else None
+        ids = [event["id"] if outbox.insert_new(conn, event, delivery) else None
                for event, delivery in rows]
         if not joined:
             session.commit()

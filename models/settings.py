@@ -2,7 +2,7 @@
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, String, Text, select, update
+from sqlalchemy import JSON, String, Text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -99,6 +99,28 @@ def wants(enabled, url, events, event_type: str) -> bool:
 def keeps(enabled, disabled_reason, url, events, event_type: str) -> bool:
     """Store this event? Wanted (see :func:`wants`), or held while Hookline has switched the integration off itself."""
     return wants(enabled or disabled_reason is not None, url, events, event_type)
+
+
+#: Why a claimed delivery is set aside as held, not cancelled: Hookline
+#: itself switched the integration off (see tasks.held).
+HELD_REASON = "Held: Hookline switched the integration off before this was sent; re-enable to send it."
+
+
+def refusal(settings, event_type: str, is_test: bool) -> str | None:
+    """Why the settings read at send time refuse a claimed delivery, if they do (HELD_REASON: set it aside).
+
+    The same rule as :func:`wants`, said in words for the log; a test
+    delivery (the Test button) is sent whatever is subscribed.
+    """
+    if not settings.enabled:
+        if settings.holds_events and settings.url and not is_test:
+            return HELD_REASON
+        return "Cancelled: the integration was disabled before this was sent."
+    if not settings.url:
+        return "Cancelled: no webhook URL is configured."
+    if event_type not in (settings.events or []) and not is_test:
+        return f"Cancelled: {event_type} is no longer subscribed."
+    return None
 
 
 def wants_sql(dialect: str) -> str:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from extensions import get_sender
 from models import db
-from models.settings import WebhookSettings, get_settings
+from models.settings import WebhookSettings, get_settings, refusal
 from tasks import attempts, autodisable, leases, outbox, pacing, retry
 from tasks.outbox import Claimed, claim, has_due_work, new_token  # noqa: F401 (has_due_work: the tick's)
 from tasks.queue import (
@@ -34,19 +34,6 @@ log = logging.getLogger(__name__)
 
 #: A drain behind on its backlog asks for a helper at most this often (seconds).
 HELP_INTERVAL = 1.0
-
-
-def _not_wanted_reason(settings, delivery: Claimed) -> str | None:
-    """Why the settings read at send time refuse this delivery, if they do (HELD_REASON: set it aside)."""
-    if not settings.enabled:
-        if settings.holds_events and settings.url and not delivery.is_test:
-            return outbox.HELD_REASON
-        return "Cancelled: the integration was disabled before this was sent."
-    if not settings.url:
-        return "Cancelled: no webhook URL is configured."
-    if delivery.event_type not in (settings.events or []) and not delivery.is_test:
-        return f"Cancelled: {delivery.event_type} is no longer subscribed."
-    return None
 
 
 def _naive_utc(timestamp: float) -> datetime:
@@ -171,7 +158,7 @@ class Drainer:
         self.helpful = pacing.keeps_a_helper_busy(rows, self.batch_size)
         streaming = claim_next and pacing.is_streaming(rows, self.batch_size)
         settings = self.settings_for(rows)
-        reasons = {d.id: reason for d in rows if (reason := _not_wanted_reason(settings, d))}
+        reasons = {d.id: reason for d in rows if (reason := refusal(settings, d.event_type, d.is_test))}
         wanted = [d for d in rows if d.id not in reasons]
         outgoing = [self.prepare(d, settings) for d in wanted]
         results = self.send_all(outgoing)

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from models import db, utcnow
 from models.events import CANCELLED, HELD, Attempt, Delivery, Event
-from models.settings import NEW_STATUS_SQL, wants_sql
+from models.settings import HELD_REASON, NEW_STATUS_SQL, wants_sql
 from tasks import driver, heads, rollups
 
 log = logging.getLogger(__name__)
@@ -113,11 +113,6 @@ def fence(token: str, ids) -> dict[int, str | None]:
     if not ids:
         return {}
     return dict(db.session.execute(_FENCE, {"ids": list(ids), "token": token}).all())
-
-
-#: The reason that sets a claimed delivery aside as held, not cancelled
-#: (the integration was switched off by Hookline itself, see tasks.held).
-HELD_REASON = "Held: Hookline switched the integration off before this was sent; re-enable to send it."
 
 
 def cancelled(reasons: dict[int, str]) -> list[dict]:

@@ -454,7 +454,9 @@ def test_dropped_keep_alive_and_early_hints_through_a_worker(app, integration, z
         print(f"\n{server.script.__name__}: answered at most "
               f"{max(at - sent for at, sent in zip(answered, published)):.3f} s after its publish")
         assert len(answered) == 5
-        assert max(at - sent for at, sent in zip(answered, published)) < 0.6
+        # A dead kept-alive connection or a 103 that cost an attempt would
+        # show as a retry, a second or more later (the test schedule's 1 s).
+        assert max(at - sent for at, sent in zip(answered, published)) < 0.9
 
     with app.app_context():
         deliveries = db.session.scalars(select(Delivery)).all()

@@ -83,9 +83,37 @@ def redis_url(tmp_path_factory):
     proc.wait(10)
 
 
+def database_of_this_process(base: str) -> str:
+    """``base`` itself, or under pytest-xdist a database of the worker's own (``<db>_gw0``...), created if missing.
+
+    Schemas alone do not keep xdist workers apart: VACUUM cannot mark pages
+    all-visible while any transaction in the same database is older, so
+    another worker's open transaction would change what a maintenance test
+    sees. Databases are separate in that respect.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return base
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base)
+    name = f"{url.database}_{worker}"
+    maintenance = url.set(drivername="postgresql", database="postgres")
+    conninfo = maintenance.render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            try:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            except psycopg.errors.DuplicateDatabase:
+                pass  # another run created it meanwhile
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
-    """HOOKLINE_TEST_DATABASE_URL with a schema of this run's own, or None.
+    """HOOKLINE_TEST_DATABASE_URL (a database of its own per xdist worker) with a schema of this run's own, or None.
 
     A private schema (search_path in the URL, so worker processes get it
     too) lets several test runs share one PostgreSQL database safely.
@@ -96,6 +124,7 @@ def postgres_url():
         return
     import sqlalchemy
 
+    base = database_of_this_process(base)
     schema = f"hookline_test_{os.getpid()}"
     engine = sqlalchemy.create_engine(base)
     with engine.begin() as conn:

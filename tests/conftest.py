@@ -175,12 +175,19 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture(scope="session")
+def admin_password_hash():
+    """ADMIN_PASSWORD hashed once by ``set_password``: each scrypt hash costs ~0.1 s of CPU."""
+    user = User(email=ADMIN_EMAIL)
+    user.set_password(ADMIN_PASSWORD)
+    return user.password_hash
+
+
 @pytest.fixture
-def admin(app):
+def admin(app, admin_password_hash):
     """The panel's admin user."""
     with app.app_context():
-        user = User(email=ADMIN_EMAIL)
-        user.set_password(ADMIN_PASSWORD)
+        user = User(email=ADMIN_EMAIL, password_hash=admin_password_hash)
         db.session.add(user)
         db.session.commit()
     return ADMIN_EMAIL

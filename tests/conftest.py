@@ -25,6 +25,22 @@ ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct horse battery"
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Run the longest tests first (the deep property, then those marked slow, then the fault suite).
+
+    Under pytest-xdist the processes take tests in this order: a long test
+    started last would keep one process busy while the others sit idle.
+    """
+    def rank(item):
+        for i, marker in enumerate(("deep_properties", "slow", "faults")):
+            if item.get_closest_marker(marker):
+                return i
+        return 3
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:

@@ -113,6 +113,7 @@ def test_failures_are_retried_with_the_same_webhook_id_and_recorded(app, integra
     assert delivery.attempts[1].duration_ms >= 300
 
 
+@pytest.mark.slow
 def test_delivery_fails_after_the_last_scheduled_attempt(app, integration, receiver, start_worker):
     receiver.default = Reply(503)
     start_worker()

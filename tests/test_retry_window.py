@@ -163,6 +163,7 @@ def scaled(panel_choice):
     return panel_choice
 
 
+@pytest.mark.slow
 def test_about_a_day_scaled_succeeds_on_the_9th_attempt_and_the_call_goes_on_after_32_minutes(
         scaled, app, auth_client, integration, receiver, start_worker):
     """The issue's "Done when": 8 failures, the 9th attempt delivers; the next event goes ahead after the hold."""

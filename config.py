@@ -176,7 +176,7 @@ def load_config(instance_path: str, environ=os.environ) -> dict:
 
 
 def check_production_safety(config: dict) -> None:
-    """Refuse to run production with the well-known development SECRET_KEY."""
+    """Refuse to run production with the development SECRET_KEY, a retry scale or a moved clock."""
     if config["HOOKLINE_ENV"] == "production" and config["SECRET_KEY"] == DEFAULT_SECRET_KEY:
         raise RuntimeError(
             "SECRET_KEY is not set, and HOOKLINE_ENV is production (the default), which refuses "
@@ -189,4 +189,9 @@ def check_production_safety(config: dict) -> None:
         raise RuntimeError(
             "HOOKLINE_RETRY_SCALE is for tests and demos: production refuses to start with it "
             "(it would shorten or stretch every retry). Unset it."
+        )
+    if config["HOOKLINE_ENV"] == "production" and os.environ.get("HOOKLINE_CLOCK_FILE"):
+        raise RuntimeError(
+            "HOOKLINE_CLOCK_FILE is for tests: it moves the clock that decides what is due. "
+            "Production refuses to start with it. Unset it."
         )

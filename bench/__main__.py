@@ -8,13 +8,12 @@ writes bench/results.json. See bench/README.md for what each line means.
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import logpage, peers, report, scenarios
+from bench import logpage, peers, report, scaling, scenarios
 from bench.services import Database, Receiver, RedisServer, box_cpu_seconds
 
 
@@ -29,7 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="P, publishing threads of the extra line-3 run (each owns a share of the calls)")
     p.add_argument("--scale", type=int, help="the scaling run publishes SCALE×M events (default 10, 3 with --quick)")
     p.add_argument("--rate", type=float, default=50, help="events/s of the latency and publish-cost runs")
-    p.add_argument("--rows", type=int, default=1_000_000, help="deliveries in the database for the log page")
+    p.add_argument("--rows", type=int, default=1_000_000,
+                   help="deliveries already in the database for the scaling line and the log page")
     p.add_argument("--database-url", help="also run the database lines on PostgreSQL: a throw-away "
                    "database is created on this server (e.g. postgresql+psycopg://postgres@127.0.0.1/postgres)")
     p.add_argument("--receivers", type=int, default=2, help="receiver processes sharing the port")
@@ -119,48 +119,47 @@ def run_round(ctxs: dict, free, args, results: dict, concurrency: int, r: int) -
 
 
 def run_database(ctx: scenarios.Context, args, out: dict) -> None:
-    """The lines run once on one database: drain only, 2 workers, scaling, latency (3b-6)."""
+    """The lines run once on one database: drain only, 2 workers, latency (3b-5), then scaling (6)."""
     config = ctx.app.config
     out["config"] = {k: config[k] for k in sorted(config) if k.startswith("HOOKLINE_") and "SECRET" not in k}
-    m, small = args.events, args.scale_events
-    say(f"[{ctx.database.kind}] one thread's commit ceiling: {small} × (PING + INSERT + commit)")
-    out["commit_ceiling"] = measured(scenarios.commit_ceiling, ctx, small)
-    out["drain_only"] = {}
-    for k, calls in ((1, 200), (1, m), (2, 200)):
-        say(f"[{ctx.database.kind}] drain only: {m} events of {calls} calls waiting, then {k} worker(s) start")
-        out["drain_only"][f"k{k}-c{calls}"] = measured(scenarios.drain_only, ctx, k, m, calls)
-    workers = scenarios.start_workers(ctx, 2)
-    try:
+    m = args.events
+    if 3 in args.lines:
+        say(f"[{ctx.database.kind}] one thread's commit ceiling: {args.scale_events} × (PING + INSERT + commit)")
+        out["commit_ceiling"] = measured(scenarios.commit_ceiling, ctx, args.scale_events)
+        out["drain_only"] = {}
+        for k, calls in ((1, 200), (1, m), (2, 200)):
+            say(f"[{ctx.database.kind}] drain only: {m} events of {calls} calls waiting, then {k} worker(s) start")
+            out["drain_only"][f"k{k}-c{calls}"] = measured(scenarios.drain_only, ctx, k, m, calls)
+    if args.lines & {3, 4, 5}:
+        workers = scenarios.start_workers(ctx, 2)
+        try:
+            run_two_workers(ctx, workers, args, out)
+        finally:
+            # Workers stuck on the hanging receiver would take the 10 s deadline per delivery.
+            workers.close(timeout=2)
+    if "hanging" in out:
+        out["hanging"]["cancelled_afterwards"] = scenarios.cancel_open_deliveries(ctx)
+    if 6 in args.lines:
+        # Last: it fills the database with a million delivered rows first.
+        out["scaling"] = measured(scaling.run, ctx, args.rows, args.scale_events, args.scale, say)
+
+
+def run_two_workers(ctx: scenarios.Context, workers, args, out: dict) -> None:
+    """Line 3 with 2 workers (one and P publishing threads), and the paced lines 4-5."""
+    m = args.events
+    if 3 in args.lines:
         say(f"[{ctx.database.kind}] Hookline, 2 workers, {m} events")
         out["hookline"]["k2"] = {"workers": 2, **measured(scenarios.hookline, ctx, workers, 2, m)}
         if args.publishers > 1:
             say(f"[{ctx.database.kind}] Hookline, 2 workers, {m} events from {args.publishers} publishing threads")
             out["hookline"]["k2_threads"] = {"workers": 2, **measured(
                 scenarios.hookline, ctx, workers, 2, m, "", args.publishers)}
-        if 6 in args.lines:
-            # time(M) for the scaling line: the median of three runs of M. One
-            # run of M lasts about a second, and single runs of the same code
-            # moved by +-10% here; the run of 10xM averages over its own ten.
-            say(f"[{ctx.database.kind}] Hookline, 2 workers, {small} events three times (scaling's time(M))")
-            small_runs = [scenarios.hookline(ctx, workers, 2, small, f"-small{i}")["seconds"] for i in (0, 1, 2)]
-            say(f"[{ctx.database.kind}] Hookline, 2 workers, {args.scale}×{small} events")
-            large = measured(scenarios.hookline, ctx, workers, 2, args.scale * small)
-            out["hookline"]["k2_scaled"] = {"workers": 2, **large}
-            small_seconds = statistics.median(small_runs)
-            out["scaling"] = {"factor": args.scale, "small_seconds": small_seconds,
-                              "small_runs": small_runs, "large_seconds": large["seconds"],
-                              "time_ratio": large["seconds"] / small_seconds}
-        if args.lines & {4, 5}:
-            say(f"[{ctx.database.kind}] latency at {args.rate:g} ev/s for {args.paced_seconds:g} s")
-            out["latency"] = measured(scenarios.latency, ctx, workers, args.rate, args.paced_seconds)
-            say(f"[{ctx.database.kind}] publish cost while the receiver hangs")
-            out["hanging"] = measured(scenarios.publish_while_hanging, ctx, workers, args.rate,
-                                      args.paced_seconds)
-    finally:
-        # Workers stuck on the hanging receiver would take the 10 s deadline per delivery.
-        workers.close(timeout=2)
-    if "hanging" in out:
-        out["hanging"]["cancelled_afterwards"] = scenarios.cancel_open_deliveries(ctx)
+    if args.lines & {4, 5}:
+        say(f"[{ctx.database.kind}] latency at {args.rate:g} ev/s for {args.paced_seconds:g} s")
+        out["latency"] = measured(scenarios.latency, ctx, workers, args.rate, args.paced_seconds)
+        say(f"[{ctx.database.kind}] publish cost while the receiver hangs")
+        out["hanging"] = measured(scenarios.publish_while_hanging, ctx, workers, args.rate,
+                                  args.paced_seconds)
 
 
 def source_version() -> str:
@@ -207,7 +206,7 @@ def main(argv=None) -> int:
                     databases.append(db)
                     ctxs[kind] = make_context(db, redis, receiver, workdir, args.calls)
             # The like-for-like lines in interleaved rounds: the box's slow spells fall on all alike.
-            for r in range(args.rounds):
+            for r in range(args.rounds if args.lines & {1, 2, 3} else 0):
                 say(f"round {r + 1} of {args.rounds}")
                 run_round(ctxs, free, args, results, concurrency, r)
             peers.aggregate_rounds(results)

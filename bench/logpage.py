@@ -37,7 +37,8 @@ def bulk_insert(app, rows: int, spacing: float) -> float:
     Three INSERT ... SELECTs over a recursive CTE (SQLite and PostgreSQL both
     have it), so a million rows cost three statements. 1% failed after 5
     attempts (one Attempt row stands for them); durations spread from 1 to
-    200 ms. Returns the seconds it took.
+    200 ms. Rows already in the database are left alone (the scaling line
+    seeds the bench's own database). Returns the seconds it took.
     """
     from bench.scenarios import ceiling_body
     from models import db
@@ -46,6 +47,10 @@ def bulk_insert(app, rows: int, spacing: float) -> float:
     started = time.time()
     base = started - rows * spacing
     with app.app_context():
+        e, d, a = Event.__table__.c, Delivery.__table__.c, Attempt.__table__.c
+        # Only the rows inserted here get deliveries and attempts.
+        last_seq = db.session.scalar(select(func.max(e.seq))) or 0
+        last_delivery = db.session.scalar(select(func.max(d.id))) or 0
         n = select(literal(1).label("x")).cte("n", recursive=True)
         n = n.union_all(select(n.c.x + 1).where(n.c.x < rows))
         x = n.c.x
@@ -62,7 +67,6 @@ def bulk_insert(app, rows: int, spacing: float) -> float:
             select(literal("msg_bulk_") + cast(x, String), event_type,
                    cast(x / 40 + 1_000_000, String), cast(moment, db.Integer), literal(False),
                    literal(ceiling_body().decode()), created).select_from(n)))
-        e = Event.__table__.c
         failed = e.seq % 100 == 0
         db.session.execute(insert(Delivery).from_select(
             ["event_seq", "event_type", "call_id", "is_test", "status", "due_at",
@@ -71,8 +75,7 @@ def bulk_insert(app, rows: int, spacing: float) -> float:
             select(e.seq, e.event_type, e.call_id, e.is_test, case((failed, FAILED), else_=DELIVERED),
                    literal(None), case((failed, 5), else_=1), case((failed, 500), else_=200),
                    1 + (e.seq * 7 % 500) * 0.4, e.created_at, case((failed, None), else_=e.created_at),
-                   e.created_at)))
-        d, a = Delivery.__table__.c, Attempt.__table__.c
+                   e.created_at).where(e.seq > last_seq)))
         headers = {"webhook-id": "msg_bulk", "webhook-timestamp": "1700000000",
                    "webhook-signature": FAKE_SIGNATURE, "X-Api-Key": "••••6789"}
         db.session.execute(insert(Attempt).from_select(
@@ -80,7 +83,7 @@ def bulk_insert(app, rows: int, spacing: float) -> float:
              "request_headers", "response_headers", "response_body"],
             select(d.id, d.attempt_count, d.last_attempt_at, d.last_duration_ms, d.last_status_code,
                    d.status == DELIVERED, literal(headers, a.request_headers.type),
-                   literal({"Content-Type": "text/plain"}, a.response_headers.type), literal("ok"))))
+                   literal({"Content-Type": "text/plain"}, a.response_headers.type), literal("ok")).where(d.id > last_delivery)))
         db.session.commit()
     return time.time() - started
 

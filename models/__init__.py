@@ -3,7 +3,8 @@
 Import ``db`` from here (``from models import db``), never from ``app``.
 """
 
-from datetime import datetime, timezone
+import os
+from datetime import datetime, timedelta, timezone
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
@@ -18,13 +19,32 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
+#: Tests only: a file holding seconds to add to utcnow(), read by every
+#: process started with this variable set (tests/support/clock.py moves it),
+#: so a test moves the outbox's clock instead of sleeping through a schedule.
+CLOCK_FILE_ENV = "HOOKLINE_CLOCK_FILE"
+
+
 def utcnow() -> datetime:
-    """The current UTC time as a naive datetime.
+    """The current UTC time as a naive datetime (moved by HOOKLINE_CLOCK_FILE's seconds, in tests).
 
     Naive UTC everywhere: SQLite drops time zones, so mixing aware and naive
     values would make comparisons of ``due_at`` fail on one database only.
+    Everything that decides what is due (claims, retries, holds, leases,
+    alert windows) asks this, so moving it moves them all.
     """
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    if path := os.environ.get(CLOCK_FILE_ENV):
+        now += timedelta(seconds=_clock_offset(path))
+    return now
+
+
+def _clock_offset(path: str) -> float:
+    try:
+        with open(path) as file:
+            return float(file.read() or 0)
+    except (OSError, ValueError):
+        return 0.0
 
 
 @event.listens_for(Engine, "connect")

@@ -28,6 +28,11 @@ STATES = (PENDING, RETRYING, DELIVERED, FAILED, CANCELLED, HELD)
 OPEN_SQL = "status IN ('pending', 'retrying')"
 #: Open rows with a hold deadline: the partial index the claim finds let-go heads in.
 LET_GO_SQL = f"{OPEN_SQL} AND holds_call_until IS NOT NULL"
+#: Open rows flagged as heads, and open rows whose flag is not known yet
+#: (fresh from publish, or opened again): the claim's two partial indexes
+#: (see tasks.heads).
+HEAD_SQL = f"{OPEN_SQL} AND head"
+UNKNOWN_SQL = f"{OPEN_SQL} AND head IS NULL"
 
 
 def is_open(column):
@@ -65,9 +70,9 @@ class Delivery(db.Model):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        # The drain's claim reads open rows only: each call's first open
-        # delivery (its head) and the open rows without a call. A partial
-        # index keeps that small however many delivered rows the log holds.
+        # Open rows by call: the claim's one seek per candidate (is an older
+        # row of its call still open?) and the next head when one closes. A
+        # partial index keeps that small however many delivered rows the log holds.
         Index("ix_deliveries_open_call", "call_id", "id",
               sqlite_where=literal_column(OPEN_SQL), postgresql_where=literal_column(OPEN_SQL)),
         # Per-call ordering and the log's call filter.
@@ -79,10 +84,17 @@ class Delivery(db.Model):
         # Stats windows and "redeliver failed since": a range on created_at
         # (status included so the per-hour counts read the index only).
         Index("ix_deliveries_created", "created_at", "status"),
-        # Retrying heads that stopped holding their call (tasks.outbox._heads):
+        # Retrying heads that stopped holding their call (tasks.heads):
         # each is claimed on its own schedule while the rest of its call goes on.
         Index("ix_deliveries_let_go", "holds_call_until",
               sqlite_where=literal_column(LET_GO_SQL), postgresql_where=literal_column(LET_GO_SQL)),
+        # The claim reads the first due heads here, earliest due first
+        # (tasks.heads): one entry per call with open deliveries.
+        Index("ix_deliveries_heads", "due_at", "id",
+              sqlite_where=literal_column(HEAD_SQL), postgresql_where=literal_column(HEAD_SQL)),
+        # Open rows whose head flag is not known yet: a handful between claims.
+        Index("ix_deliveries_unknown", "id",
+              sqlite_where=literal_column(UNKNOWN_SQL), postgresql_where=literal_column(UNKNOWN_SQL)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -110,6 +122,11 @@ class Delivery(db.Model):
     # of #N") while it keeps its own schedule. A 4xx other than 408/429 sets
     # it to that attempt's time. Kept once closed, for the log.
     holds_call_until: Mapped[datetime | None]
+    # Is this open delivery its call's head (tasks.heads)? NULL: not known
+    # yet (publish inserts it so, and redeliver and re-enable set it so);
+    # FALSE: an older open delivery of its call holds it; TRUE: claimable as
+    # head once due. Meaningless once closed.
+    head: Mapped[bool | None]
 
     event: Mapped[Event] = relationship(back_populates="delivery", lazy="joined")
     attempts: Mapped[list["Attempt"]] = relationship(

@@ -30,7 +30,8 @@ SUMMARY_CHARS = 200
 
 def storable(text: str | None) -> str | None:
     """``text`` with NUL and lone surrogates replaced by U+FFFD (None stays None)."""
-    if not text:
+    # Nearly every reply is ASCII without NUL: str.isascii() is a flag read.
+    if not text or (text.isascii() and "\x00" not in text):
         return text
     return _UNSTORABLE.sub("\ufffd", text)
 
@@ -49,7 +50,7 @@ class Outgoing:
     url: str
     body: bytes
     signed: dict
-    custom: list
+    custom: tuple  # (name, value) pairs as saved; the sender skips reserved or unsafe ones
     logged_headers: dict  # what the log shows: every header sent, custom values masked
 
 
@@ -89,6 +90,8 @@ class HeaderLog:
 
     def __init__(self, user_agent: str, custom):
         custom = [(name, value) for name, value in custom]
+        #: The saved custom headers as pairs, for every request (the sender checks them once).
+        self.pairs = tuple(custom)
         wire = build_headers(user_agent, {}, custom)  # what the sender really sends of them
         names = {name.lower() for name, _ in custom}
         masked = {name: mask_value(value) if name.lower() in names else value for name, value in wire.items()}
@@ -102,8 +105,7 @@ class HeaderLog:
 def prepare(delivery_id, number: int, event_id: str, body: bytes, settings, header_log: HeaderLog) -> Outgoing:
     """One request for ``body``, signed now with the secrets in force, to the saved URL and headers."""
     signed = signature_headers(settings.signing_secrets(), event_id, int(time.time()), body)
-    custom = [(name, value) for name, value in settings.headers or []]
-    return Outgoing(delivery_id, number, settings.url, body, signed, custom, header_log(signed))
+    return Outgoing(delivery_id, number, settings.url, body, signed, header_log.pairs, header_log(signed))
 
 
 def _hold(current: datetime | None, started: datetime, hold_seconds: float, result) -> datetime | None:
@@ -144,17 +146,24 @@ def record(out: Outgoing, result, schedule, *, started: datetime, final: bool = 
         error_kind=result.error_kind,
         error_message=error,
     )
+    gone = failed = False
+    delivered_now = due_at = None
+    if result.ok:
+        status, delivered_now = DELIVERED, utcnow()
+    elif result.status_code == 410:
+        status, gone, failed = FAILED, True, True
+    else:
+        delay = None if final else next_delay(out.number, schedule, result.retry_after)
+        if delay is None:
+            status, failed = FAILED, True
+        else:
+            status, due_at = RETRYING, utcnow() + timedelta(seconds=delay)
+    # One dict per outcome, every column every time (see the docstring).
     change = dict(
         delivery_id=out.delivery_id, attempt_count=out.number, last_attempt_at=started,
         last_status_code=result.status_code, last_duration_ms=duration_ms, lease_until=None,
-        delivered_at=delivered_at, last_error=error,
+        delivered_at=delivered_now or delivered_at, last_error=error,
         holds_call_until=_hold(holds_call_until, started, hold_seconds, result),
+        status=status, due_at=due_at,
     )
-    if result.ok:
-        return Recorded(attempt, {**change, "status": DELIVERED, "delivered_at": utcnow(), "due_at": None})
-    if result.status_code == 410:
-        return Recorded(attempt, {**change, "status": FAILED, "due_at": None}, gone=True, failed=True)
-    delay = None if final else next_delay(out.number, schedule, result.retry_after)
-    if delay is None:
-        return Recorded(attempt, {**change, "status": FAILED, "due_at": None}, failed=True)
-    return Recorded(attempt, {**change, "status": RETRYING, "due_at": utcnow() + timedelta(seconds=delay)})
+    return Recorded(attempt, change, gone=gone, failed=failed)

@@ -38,7 +38,9 @@ def send_held() -> int:
     """
     return db.session.execute(
         update(Delivery).where(Delivery.status == HELD)
-        .values(status=PENDING, due_at=utcnow(), lease_until=None, claimed_by=None, last_error=None)
+        .values(status=PENDING, due_at=utcnow(), lease_until=None, claimed_by=None, last_error=None,
+                # open again: the claim works out which is each call's head (tasks.heads)
+                head=None)
         .execution_options(synchronize_session=False)
     ).rowcount
 

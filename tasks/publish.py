@@ -12,6 +12,8 @@ import time
 from flask import current_app
 from sqlalchemy import bindparam, insert, literal_column, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
 
 from events import InvalidEvent, call_id_of, validate_event
 from models import db, utcnow
@@ -57,45 +59,76 @@ _INSERT_DELIVERY = insert(Delivery.__table__).from_select(
 
 
 @functools.cache
-def _insert_both_sql(dialect, wait_for_flush: bool) -> str:
+def _insert_both(wait_for_flush: bool):
     """PostgreSQL: the event (if wanted) and, from its RETURNING, the delivery, in one statement.
 
-    Compiled once to the driver's SQL text; its parameters are named as its
-    columns (the delivery's with a ``d_`` prefix).
+    Its parameters are named as its columns (the delivery's with a ``d_`` prefix).
     """
     deliveries = Delivery.__table__
     new_event = _insert_event("postgresql", wait_for_flush).cte("new_event")
-    statement = insert(deliveries).from_select(
+    return insert(deliveries).from_select(
         ["event_seq", *_DELIVERY_COLUMNS, "status"],
         select(new_event.c.seq, *_values(deliveries, _DELIVERY_COLUMNS, prefix="d_"), literal_column(NEW_STATUS_SQL)),
     ).returning(deliveries.c.id)
-    return statement.compile(dialect=dialect).string
 
 
-def _write_postgresql(engine, values: dict, wait_for_flush: bool) -> bool:
-    """Run publish's one statement in autocommit on a pooled psycopg connection; True if written.
+@functools.cache
+def _insert_both_sql(dialect, wait_for_flush: bool) -> str:
+    """``_insert_both`` compiled once to the driver's SQL text."""
+    return _insert_both(wait_for_flush).compile(dialect=dialect).string
 
-    The driver's connection directly: SQLAlchemy's execute around it (the
-    isolation level set and reset on every checkout, the result set-up) cost
-    ~100 us of the engine's CPU per publish, as much as the statement.
+
+@functools.cache
+def _sqlite_plan(dialect):
+    """SQLite: the two INSERTs compiled once to sqlite3's SQL, with how to turn a row into its parameters."""
+    def plan(statement):
+        compiled = statement.compile(dialect=dialect)
+        converters = [(name, compiled.binds[name].type.bind_processor(dialect)) for name in compiled.positiontup]
+        return compiled.string, converters
+    return plan(_insert_event("sqlite")), plan(_INSERT_DELIVERY)
+
+
+def _parameters(converters, values: dict) -> tuple:
+    """``values`` in the compiled statement's order, each stored as SQLAlchemy would store it."""
+    return tuple(convert(values[name]) if convert else values[name] for name, convert in converters)
+
+
+def _write_outside(engine, event: dict, delivery: dict, wait_for_flush: bool) -> bool:
+    """Write the event and its delivery in a transaction of their own, on a pooled driver connection; True if wanted.
+
+    PostgreSQL: one statement in autocommit (one round trip instead of
+    BEGIN, INSERT, COMMIT). SQLite: the two INSERTs and a commit. The
+    driver's connection directly: SQLAlchemy's execute and the session's
+    commit around the same statements cost the engine as much CPU again.
     """
-    sql = _insert_both_sql(engine.dialect, wait_for_flush)
     dbapi = engine.dialect.dbapi
     try:
         raw = engine.raw_connection()
     except dbapi.Error as exc:  # the server is down: the same SQLAlchemy error as elsewhere
         raise DBAPIError.instance(None, None, exc, dbapi.Error) from exc
+    statement = None
     try:
         connection = raw.driver_connection
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(sql, values)
+        cursor = connection.cursor()
+        if engine.dialect.name == "postgresql":
+            statement = _insert_both_sql(engine.dialect, wait_for_flush)
+            connection.autocommit = True
+            cursor.execute(statement, {**event, **{f"d_{k}": v for k, v in delivery.items()}})
             written = cursor.fetchone() is not None
-        connection.autocommit = False
+            connection.autocommit = False
+        else:
+            (event_sql, event_converters), (delivery_sql, delivery_converters) = _sqlite_plan(engine.dialect)
+            statement = event_sql
+            row = cursor.execute(event_sql, _parameters(event_converters, event)).fetchone()
+            if written := row is not None:
+                statement = delivery_sql
+                cursor.execute(delivery_sql, _parameters(delivery_converters, {**delivery, "event_seq": row[0]}))
+            connection.commit()
+        cursor.close()
     except BaseException as exc:
         raw.invalidate()  # in an unknown state: the pool must not hand it out again
         if isinstance(exc, dbapi.Error):  # the SQLAlchemy error the rest of the app would raise
-            raise DBAPIError.instance(sql, values, exc, dbapi.Error) from exc
+            raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
         raise
     finally:
         raw.close()
@@ -121,26 +154,31 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     (disabled, no URL, or this type not subscribed). While Hookline has
     switched it off by itself (a 410, a day of failures), a subscribed
     event is stored as held instead, to be sent or discarded when the admin
-    re-enables. Raises
-    ``events.InvalidEvent`` naming the bad field. Needs an app context
-    (the RQ worker gives every job one).
+    re-enables. Raises ``events.InvalidEvent`` naming the bad field. Needs
+    an app context (the RQ worker gives every job one).
+
+    The caller's transaction, the same on both databases: if the caller's
+    session has a transaction open (it has written or read something and
+    not committed yet), the event joins it, a transactional outbox: it is
+    sent once the caller commits, and a rollback takes it back with the
+    caller's own work. Otherwise the event is committed before this
+    returns. Either way a worker is woken once it is committed.
 
     The engine waits for this, so it is kept to the INSERTs and one commit
-    (on PostgreSQL one autocommit statement, one round trip); the settings
-    check is inside the event's INSERT, and the Redis round trip that wakes
-    a worker is left to the Waker thread (tasks/queue.py). The session is
-    committed too, with any changes of the caller's (bench/ compares the
-    publish with a bare INSERT + commit).
+    (on PostgreSQL, outside a transaction, one autocommit statement: one
+    round trip); the settings check is inside the event's INSERT, and the
+    Redis round trip that wakes a worker is left to the Waker thread
+    (tasks/queue.py).
 
-    Durability: once this returns the event survives the engine's process
+    Durability: once committed the event survives the engine's process
     (and the worker's) crashing. It does not wait for the disk flush, on
     either database: SQLite runs with synchronous=NORMAL (models/__init__.py)
-    and PostgreSQL commits this one statement with synchronous_commit off,
+    and PostgreSQL commits the one statement with synchronous_commit off,
     so a crash of the database server or the machine can lose the last
     moments of publishes (PostgreSQL: at most 3 x wal_writer_delay, 0.6 s by
-    default; nothing is ever half-written). Waiting for the flush was a
-    third of the engine's wait (bench/README.md), more on network disks.
-    ``HOOKLINE_PUBLISH_SYNC_COMMIT`` makes PostgreSQL publishes wait for it.
+    default; nothing is ever half-written). ``HOOKLINE_PUBLISH_SYNC_COMMIT``
+    makes PostgreSQL publishes wait for it; a joined event commits as the
+    caller's transaction does.
     """
     validate_event(event_type, payload, timestamp_utc)
     if timestamp_utc is None:
@@ -154,37 +192,56 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
                  created_at=now)
     delivery = dict(event_type=event_type, call_id=call_id, is_test=is_test,
                     due_at=now, created_at=now, attempt_count=0)
-    # Event and Delivery in one transaction: both exist or neither does.
-    # Core statements: they need none of the ORM's per-execute work, which
-    # cost as much as the INSERTs here.
-    engine = db.engine  # looked up once: each lookup goes through the app context
-    if engine.dialect.name == "postgresql":
-        # One statement is its own transaction: in autocommit it costs one
-        # round trip instead of three (BEGIN, INSERT, COMMIT). The INSERT of
-        # the event feeds the delivery's; a row RETURNED tells that the
-        # integration wanted it.
-        written = _write_postgresql(engine, {**event, **{f"d_{k}": v for k, v in delivery.items()}},
-                                    current_app.config["HOOKLINE_PUBLISH_SYNC_COMMIT"])
-    else:
-        conn = db.session.connection()
-        seq = conn.execute(_insert_event(conn.dialect.name), event).scalar()
-        if written := seq is not None:
-            conn.execute(_INSERT_DELIVERY, {**delivery, "event_seq": seq})
-    # Commit either way: it ends the write transaction the INSERT opened
-    # (SQLite holds its write lock until then), and keeps the caller's
-    # own changes (the API's token.last_used_at). With neither (PostgreSQL,
-    # a caller with nothing pending) there is no transaction to end, and
-    # commit()'s bookkeeping would be a tenth of the engine's CPU.
     session = db.session()
-    if session.in_transaction():
-        session.commit()
+    if joined := session.in_transaction():
+        # Core statements, not the ORM: they need none of its per-execute
+        # work, which cost as much as the INSERTs here.
+        written = _insert_rows(session.connection(), event, delivery) is not None
+    else:
+        written = _write_outside(db.engine, event, delivery, current_app.config["HOOKLINE_PUBLISH_SYNC_COMMIT"])
     if not written:
         log.debug("event %s not wanted by the integration; dropped", event_type)
         return None
-    # The Waker thread does the Redis round trip; if it cannot, a worker's
-    # periodic tick delivers the committed row, so the engine never sees an error.
-    ring_soon()
+    _ring_once_committed(session, joined)
     return event_id
+
+
+def _insert_rows(conn, event: dict, delivery: dict) -> int | None:
+    """INSERT the event and its delivery on ``conn`` (both or neither); the event's seq, None if not wanted."""
+    if conn.dialect.name == "postgresql":
+        values = {**event, **{f"d_{k}": v for k, v in delivery.items()}}
+        return conn.execute(_insert_both(True), values).scalar()
+    seq = conn.execute(_insert_event(conn.dialect.name), event).scalar()
+    if seq is not None:
+        conn.execute(_INSERT_DELIVERY, {**delivery, "event_seq": seq})
+    return seq
+
+
+#: ``Session.info`` key: the session's transaction holds published events.
+_RING_ON_COMMIT = "hookline_ring_on_commit"
+
+
+def _ring_once_committed(session, joined: bool) -> None:
+    """Wake a worker now, or, for events that joined the caller's transaction, once it commits.
+
+    The Waker thread does the Redis round trip; if it cannot, a worker's
+    periodic tick delivers the committed rows, so the engine never sees an error.
+    """
+    if joined:
+        session.info[_RING_ON_COMMIT] = True
+    else:
+        ring_soon()
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _ring_after_commit(session) -> None:
+    if session.info.pop(_RING_ON_COMMIT, False):
+        ring_soon()
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_ring(session) -> None:
+    session.info.pop(_RING_ON_COMMIT, None)
 
 
 # -- batches: many events in one transaction
@@ -228,7 +285,9 @@ def publish_events(events) -> list[str | None]:
     Every event is checked before anything is written: if one does not fit,
     InvalidEvent names its index and field (``"[3].payload.call.id"``) and
     nothing of the batch is written. Events of one call keep their order
-    here, as in separate ``publish_event`` calls.
+    here, as in separate ``publish_event`` calls. The caller's transaction
+    is joined or not as ``publish_event`` says; joined, a database error
+    leaves the rollback to the caller.
     """
     events = list(events)
     if not events:
@@ -237,21 +296,17 @@ def publish_events(events) -> list[str | None]:
         raise InvalidEvent("events", f"holds {len(events)} events; at most {MAX_BATCH} go in one batch")
     rows = _validated_rows(events)
     session = db.session()
-    ids: list[str | None] = []
+    joined = session.in_transaction()
     try:
         conn = session.connection()
-        insert_event = _insert_event(conn.dialect.name)
-        for event, delivery in rows:
-            seq = conn.execute(insert_event, event).scalar()
-            if seq is None:
-                ids.append(None)
-                continue
-            conn.execute(_INSERT_DELIVERY, {**delivery, "event_seq": seq})
-            ids.append(event["id"])
-        session.commit()
+        ids = [event["id"] if _insert_rows(conn, event, delivery) is not None else None
+               for event, delivery in rows]
+        if not joined:
+            session.commit()
     except BaseException:
-        session.rollback()  # nothing of the batch stays
+        if not joined:
+            session.rollback()  # nothing of the batch stays
         raise
     if any(ids):
-        ring_soon()
+        _ring_once_committed(session, joined)
     return ids

@@ -38,6 +38,7 @@ def _requeue(*conditions) -> int:
             lease_until=None,
             claimed_by=None,
             delivered_at=None,
+            head=None,  # open again: the claim works out whether it is its call's head (tasks.heads)
         )
         .execution_options(synchronize_session=False)
     )

@@ -56,7 +56,10 @@ def _upsert_statement(dialect: str):
 def add(tallies: dict[int, list[int]]) -> None:
     """Add per-minute counts to the roll-ups in the session's transaction (one statement); the caller commits."""
     if tallies:
-        db.session.execute(_upsert_statement(db.engine.dialect.name), _rows(tallies))
+        rows = _rows(tallies)
+        # Usually one row (the current minute): a plain execute, not an
+        # executemany (psycopg runs one of those as a pipeline, for one row too).
+        db.session.execute(_upsert_statement(db.engine.dialect.name), rows[0] if len(rows) == 1 else rows)
 
 
 def add_batch(attempts: list[dict], changes: list[dict]) -> None:

@@ -45,6 +45,7 @@ from models.rules import RESERVED_HEADERS, is_reserved_header, is_sendable_heade
 
 from . import netguard
 from .curl_loop import Loop, ca_file, header, orphans
+from .request_headers import Framing, build_headers  # noqa: F401  (build_headers: part of this module's API)
 from .curl_errors import (  # noqa: F401  (parse_retry_after: part of this module's API)
     describe_curl_error, describe_lookup_error, describe_status, describe_vetoed, host_port,
     http_url_parts, is_ip_literal, parse_retry_after, request_target,
@@ -69,54 +70,43 @@ class SendResult:
     started_at: float = 0.0
 
 
-# -- headers -----------------------------------------------------------------
+# -- what every request to one URL shares -----------------------------------------
 
 
-def _header_is_safe(name, value):
-    # Defence in depth: the form validates headers too, but a row written by
-    # an older version or by hand must not be able to inject a header line.
-    return is_sendable_header(name, value)
+class _Plan:
+    """What one URL needs of each request: its checked parts, (host, port) and libcurl's URL."""
+
+    __slots__ = ("parts", "key", "curl_url", "is_ip")
+
+    def __init__(self, url):
+        self.parts = parts = http_url_parts(url)
+        if parts is None:
+            return
+        self.key = host, port = host_port(parts)
+        shown = f"[{host}]" if ":" in host else host
+        self.curl_url = f"{parts.scheme}://{shown}:{port}{request_target(parts)}"
+        self.is_ip = is_ip_literal(host)
 
 
-def _header_items(headers):
-    if hasattr(headers, "items"):
-        return list(headers.items())
-    return list(headers or ())
+#: Entries kept per cache: an integration has one URL and one set of headers.
+_CACHE_ENTRIES = 64
 
 
-def build_headers(user_agent, signature_headers, custom_headers=()):
-    """Return the request headers, in sending order.
+def _cached(cache, key, build):
+    """``cache[key]``, built with ``build()`` when missing; the cache is emptied when full.
 
-    Reserved headers come first: Content-Type, User-Agent, then the
-    ``webhook-*`` signature headers.  Custom headers (a dict or a list of
-    pairs) follow, except reserved names (case-insensitive) and any header
-    whose name is not an HTTP token or whose value holds CR, LF, NUL or
-    another control character; those are skipped and logged.
+    Shared by a process's threads: a lost race builds the same value twice.
     """
-    headers = {"Content-Type": "application/json", "User-Agent": user_agent}
-    for name, value in _header_items(signature_headers):
-        if not name.lower().startswith("webhook-"):
-            raise ValueError(f"not a signature header: {name!r}")
-        headers[name] = str(value)
-    for name, value in _header_items(custom_headers):
-        name, value = str(name).strip(), str(value).strip()
-        if is_reserved_header(name):
-            log.warning("custom header %r skipped: reserved name", name)
-        elif not _header_is_safe(name, value):
-            log.warning("custom header %r skipped: unsafe name or value", name)
-        else:
-            headers[name] = value
-    return headers
-
-
-def _header_lines(headers):
-    lines = [f"{name}: {value}" if value else f"{name};" for name, value in headers.items()
-             if name.lower() != "expect"]
-    # libcurl's own additions: never "Expect: 100-continue", no "Accept: */*" we did not choose.
-    lines.append("Expect:")
-    if not any(name.lower() == "accept" for name in headers):
-        lines.append("Accept:")
-    return [line.encode("latin-1") for line in lines]
+    try:
+        return cache[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable header value: build it for this request only
+        return build()
+    if len(cache) >= _CACHE_ENTRIES:
+        cache.clear()
+    value = cache[key] = build()
+    return value
 
 
 # -- the sender ----------------------------------------------------------------
@@ -143,6 +133,7 @@ class Sender:
         self.user_agent = user_agent
         self.cainfo = ca_file(ca_bundle)
         self._local = threading.local()
+        self._plans, self._framings, self._pins = {}, {}, {}
 
     def close(self):
         """Close the calling thread's connections (other threads' close when those threads end)."""
@@ -176,16 +167,17 @@ class Sender:
         hanging receiver costs a batch one deadline per ``window`` requests.
         """
         loop = self._loop()
-        planned = [(http_url_parts(request[0]), request) for request in requests]
-        looked_up = loop.look_up({host_port(parts) for parts, _ in planned if parts is not None},
+        planned = [(_cached(self._plans, request[0], lambda: _Plan(request[0])), request)
+                   for request in requests]
+        looked_up = loop.look_up({plan.key for plan, _ in planned if plan.parts is not None},
                                    self._resolve, self.deadline)
         results, running = [None] * len(requests), []
         waiting = deque(enumerate(planned))
         try:
             while waiting or running:
                 while waiting and len(running) < window:
-                    index, (parts, request) = waiting.popleft()
-                    handle = self._start(loop, index, parts, looked_up, *request)
+                    index, (plan, request) = waiting.popleft()
+                    handle = self._start(loop, index, plan, looked_up, *request)
                     if isinstance(handle, SendResult):
                         results[index] = handle
                     else:
@@ -222,29 +214,37 @@ class Sender:
         found = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
         return list(dict.fromkeys(found))  # getaddrinfo's order, for Happy Eyeballs
 
-    def _start(self, loop, index, parts, looked_up, url, body, signature_headers, custom_headers=()):
+    def _start(self, loop, index, plan, looked_up, url, body, signature_headers, custom_headers=()):
         """A ready easy handle for one request, or a SendResult when it cannot start."""
-        if parts is None:
+        if plan.parts is None:
             return SendResult(ok=False, error_kind="connection", error_message=f"Invalid URL: {url}",
                               started_at=time.time())
-        key = host_port(parts)
+        key = plan.key
         addresses = looked_up[key]
         if isinstance(addresses, BaseException):
             kind, message = describe_lookup_error(addresses, url, self.deadline)
             return SendResult(ok=False, error_kind=kind, error_message=message, started_at=time.time())
+        allowed, resolve = _cached(self._pins, (key, tuple(addresses)), lambda: self._pinning(plan, addresses))
         handle = loop.handle(self.cainfo, self.deadline)
-        handle.transfer.reset(index, url, key[0], frozenset(addresses))
-        host, port = key
-        shown = f"[{host}]" if ":" in host else host
-        handle.setopt(pycurl.URL, f"{parts.scheme}://{shown}:{port}{request_target(parts)}")
-        pins = ",".join(f"[{ip}]" if ip.version == 6 else str(ip) for ip in addresses)
-        handle.setopt(pycurl.RESOLVE, [] if is_ip_literal(host) else [f"{host}:{port}:{pins}"])
-        handle.setopt(pycurl.HTTPHEADER, _header_lines(
-            build_headers(self.user_agent, signature_headers, custom_headers)))
+        handle.transfer.reset(index, url, key[0], allowed)
+        handle.setopt(pycurl.URL, plan.curl_url)
+        handle.setopt(pycurl.RESOLVE, resolve)
+        custom = tuple(custom_headers.items()) if hasattr(custom_headers, "items") else tuple(
+            tuple(pair) for pair in custom_headers or ())
+        framing = _cached(self._framings, (self.user_agent, custom),
+                          lambda: Framing(self.user_agent, custom_headers))
+        handle.setopt(pycurl.HTTPHEADER, framing.lines(signature_headers))
         body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
         handle.setopt(pycurl.POSTFIELDSIZE, len(body))
         handle.setopt(pycurl.POSTFIELDS, body)
         return handle
+
+    @staticmethod
+    def _pinning(plan, addresses):
+        """(the addresses a socket may open to, libcurl's RESOLVE entry) for a looked-up name."""
+        host, port = plan.key
+        pins = ",".join(f"[{ip}]" if ip.version == 6 else str(ip) for ip in addresses)
+        return frozenset(addresses), [] if plan.is_ip else [f"{host}:{port}:{pins}"]
 
     def _result(self, handle, code, text):
         transfer, url = handle.transfer, handle.transfer.url

@@ -260,6 +260,28 @@ def test_crlf_or_nul_in_custom_header_is_not_sent(receiver, sender):
     assert not names & {"x-split", "x-nul", "injected", "injected-too", "x-bad"}
 
 
+def test_each_request_carries_its_own_signature_and_the_custom_headers_of_its_call(receiver, sender):
+    # One sender keeps an integration's checked header lines between
+    # requests: a new signature, or headers saved since, must still reach the wire.
+    first, second = _signed(), _signed()
+    sender.post_many([(receiver.url(), BODY, first[1], [("X-Tenant", "acme")]),
+                      (receiver.url(), BODY, second[1], [("X-Tenant", "acme")])])
+    sender.post(receiver.url(), BODY, second[1], [("X-Tenant", "globex"), ("X-Region", "eu")])
+
+    seen = receiver.seen
+    assert [s.header("X-Tenant") for s in seen] == ["acme", "acme", "globex"]
+    assert [s.header("X-Region") for s in seen] == [None, None, "eu"]
+    assert {s.header("webhook-signature") for s in seen[:2]} == {
+        first[1]["webhook-signature"], second[1]["webhook-signature"]}
+    names = [name.lower() for name, _ in seen[2].headers]
+    order = [names.index(n) for n in ("content-type", "user-agent", "webhook-id", "webhook-timestamp",
+                                      "webhook-signature", "x-tenant", "x-region")]
+    assert order == sorted(order)
+    for one in seen:
+        Webhook(first[0] if one.header("webhook-signature") == first[1]["webhook-signature"]
+                else second[0]).verify(one.body, dict(one.headers))
+
+
 def test_build_headers_puts_reserved_headers_first():
     headers = build_headers(
         "Hookline/0.1",

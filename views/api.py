@@ -110,7 +110,8 @@ def create_event():
         return _create_many(token, data)
     if problem := _envelope_problem(data):
         return problem
-    # Written by publish's commit, so tracking use costs no extra round trip.
+    # The event joins this transaction (the token was read in it), so the
+    # token's use and the event are written by one commit.
     token.last_used_at = utcnow()
     try:
         event_id = publish_event(
@@ -118,9 +119,8 @@ def create_event():
         )
     except InvalidEvent as exc:
         return _problem(400, str(exc), exc.field)
-
+    db.session.commit()
     if event_id is None:
-        db.session.commit()
         return jsonify(id=None, delivered=False,
                        reason="The integration is disabled or not subscribed to this event."), 200
     return jsonify(id=event_id), 202
@@ -147,8 +147,8 @@ def _create_many(token, items: list):
         ids = publish_events(items)
     except InvalidEvent as exc:
         return _problem(400, str(exc), exc.field)
+    db.session.commit()
     if not any(ids):
-        db.session.commit()
         return jsonify(ids=ids, delivered=False,
                        reason="The integration is disabled or not subscribed to these events."), 200
     return jsonify(ids=ids), 202

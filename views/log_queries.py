@@ -145,7 +145,7 @@ def waiting_for(rows: list[Delivery], now: datetime | None = None) -> dict[int, 
 
     The same rule as the drain's claim: an open delivery waits while an
     earlier delivery of its call is still open and still holds the call
-    (tasks.outbox._heads). One query for the whole page,
+    (tasks.heads). One query for the whole page,
     and only when the page shows open deliveries of a call (a page of finished
     ones costs nothing): the earliest open id per call among the page's calls,
     read through the partial index on open rows (call_id, id), so it touches

@@ -4,7 +4,8 @@ Every test imports these from here instead of writing its own: a real HTTP
 receiver on 127.0.0.1 (``Receiver``, scripted with ``Reply``), ``wait_until``
 for anything that happens in another process or thread, ``publish_calls``
 for events of distinct calls, and ``start_redis_server`` for a private
-Redis. Tests never sleep through a schedule: they shorten the setting.
+Redis. Tests never sleep through a schedule: they shorten the setting or
+move the outbox's clock (``tests/support/clock.py``).
 """
 
 import time

@@ -1,0 +1,252 @@
+"""Each call's head, kept in a flag on write, so that a claim reads only the batch it takes.
+
+The rules (unchanged): only a call's head is sent, its first open delivery
+that still holds the call; a delivery without a call id is its own head; a
+retrying head holds its call until ``holds_call_until``, after which it is
+its own head (let go) and the call's next open delivery that holds it is
+the call's head too.
+
+``deliveries.head`` records what is known of an open row (closed rows'
+flags mean nothing):
+
+- NULL, unknown: publish inserts every row so (the column has no default,
+  publish names no value), and redeliver and re-enable set the rows they
+  open again so. Unknown rows are few (those published since the last
+  claim) and sit in their own partial index, ``ix_deliveries_unknown``.
+- TRUE: the call's head (or a let-go row, or a row without a call), found
+  through ``ix_deliveries_heads`` (due_at, id), earliest due first.
+- FALSE: an older open row of its call holds it.
+
+Who writes it:
+
+- the claim (one statement) leases the first ``limit`` due, unleased rows
+  among: TRUE rows, unknown rows, let-go rows and their calls' next rows
+  (``ix_deliveries_let_go``), each one checked by one index seek to have no
+  older open row of its call that holds the call, and sets TRUE on what it
+  leases. In the same statement it marks FALSE the unknown rows among the
+  oldest ``resolve`` that have an older open *unleased* row of their call
+  holding it;
+- a drain that records a batch (closed, or let go by a 4xx) marks each of
+  its calls' first open holding row TRUE, in the same transaction
+  (promote);
+- redeliver and re-enable set the rows they open to NULL.
+
+Why nothing is sent out of order, whatever the flags say: every candidate
+is checked against the table itself (no older open row of its call holds
+it) in the claim's own snapshot, exactly the rule the old skip scan
+applied; a stale TRUE (say behind a redelivered older row) is skipped, not
+sent. So two heads of one call are never leased at once.
+
+Why no call is left with open rows and no head (PostgreSQL, READ
+COMMITTED, several drains, publishes committing at any time; SQLite runs one
+writer at a time, so the same argument holds trivially). A call's head h is
+always found by some claim unless h is FALSE and not let go, and nothing
+else of its call reaches it. h became FALSE in a claim C that saw, in its
+snapshot, an older open row o of the call that holds it with
+``lease_until IS NULL``. Such an o is not being closed by anybody: only the
+drain holding o's lease closes it (outbox.write is fenced by the token),
+and a row whose lease is NULL in a committed version was either never
+claimed since it was opened or has been recorded since. So o can only stop
+holding h back (a) by a later claim leasing it and a later write closing it
+or letting it go, or (b) by its ``holds_call_until`` passing.
+(a) The claim that leases o commits after C's snapshot (else C would have
+seen the lease), so the write that closes o runs its promote after C's
+snapshot, when h, committed before C's snapshot, is visible to it; promote
+sets TRUE on the call's first open holding row, which is h if o was the
+last row before it (or an older row, itself then the head). If C has not
+committed yet, promote waits for C's row lock on h and then re-checks h
+(``head IS NOT TRUE``), so C's FALSE never lands after promote's TRUE. A
+publish cannot slip a row in between unseen: a row committed after C's
+snapshot was not seen by C, so C did not mark it; it is unknown, and every
+claim resolves unknown rows against the committed table.
+(b) Every claim also takes, for each let-go row, its call's first open
+holding row as a candidate, whatever its flag.
+An unknown row whose older holding row is leased stays unknown (C cannot
+tell whether a write is closing that row right now); the claim looks at it
+again next time, so there are at most as many of these as leased rows.
+A claim looks at the oldest ``resolve`` unknown rows only (at least 128):
+an unknown head behind them waits until the window moves on, at the latest
+when the leased rows ahead of it are recorded.
+
+What it costs: TRUE rows are read earliest due first and the claim stops
+after ``limit`` of them; unknown rows are the last moments' publishes;
+let-go rows are few. A claim's reads follow its batch, the unknown rows and
+the let-go rows, not the number of calls with open deliveries.
+
+Locks: the claim's reads lock with SKIP LOCKED, so a claim never waits.
+Promote may wait for a claim or another drain's promote touching the same
+row (both commit at once); two drains promoting two same rows in opposite
+orders would deadlock, PostgreSQL ends one, and the drain records its batch
+row by row (tasks.drain.Drainer.write).
+"""
+
+import functools
+import json
+
+from sqlalchemy import Boolean, DateTime, Integer, String, Text, bindparam, text
+
+from models.events import HEAD_SQL, LET_GO_SQL, OPEN_SQL, UNKNOWN_SQL
+from models.settings import SETTINGS_ID
+
+#: How many of the oldest unknown rows one claim looks at: per row it may lease, and at least.
+RESOLVE_PER_LEASE, RESOLVE_AT_LEAST = 4, 128
+
+_HOLDING = "({0}.holds_call_until IS NULL OR {0}.holds_call_until > :now)"
+_DUE = "{0}.due_at <= :now AND ({0}.lease_until IS NULL OR {0}.lease_until < :now)"
+
+
+def _indexed(dialect: str, index: str) -> str:
+    """SQLite is told which index to read: on a table never ANALYZEd its planner reads the status index."""
+    return f" INDEXED BY {index}" if dialect == "sqlite" else ""
+
+
+def _id_among(dialect: str, column: str, ids: str) -> str:
+    """``column`` is one of the ids the SELECT ``ids`` returns, looked up by primary key.
+
+    PostgreSQL gets ``= ANY(ARRAY(...))``: written as ``IN (...)``, once the
+    table had statistics its planner chose a hash join over a scan of every
+    delivery. SQLite already probes the rowid for each id of an ``IN``.
+    """
+    return f"{column} = ANY(ARRAY({ids}))" if dialect == "postgresql" else f"{column} IN ({ids})"
+
+
+def _held_back(dialect: str, row: str, extra: str = "") -> str:
+    """EXISTS: an older open row of ``row``'s call holds it (one seek on the open rows' index)."""
+    return (f"EXISTS (SELECT 1 FROM deliveries AS o{_indexed(dialect, 'ix_deliveries_open_call')}"
+            f" WHERE {OPEN_SQL} AND o.call_id = {row}.call_id AND o.id < {row}.id"
+            f" AND {_HOLDING.format('o')}{extra})")
+
+
+def _is_head(dialect: str, row: str) -> str:
+    """``row`` may be sent now: no call, let go, or nothing older of its call holds it."""
+    # "IS NOT NULL AND": the claim negates this, and NOT of a NULL comparison is no truer.
+    return (f"({row}.call_id IS NULL OR ({row}.holds_call_until IS NOT NULL AND {row}.holds_call_until <= :now)"
+            f" OR NOT {_held_back(dialect, row)})")
+
+
+def _candidates(dialect: str, lock: bool) -> str:
+    """The CTEs s1 (TRUE rows), s2 (unknown rows) and s3 (let-go rows and their calls' next rows).
+
+    Each yields at most ``:limit`` due, unleased rows that may be sent now
+    (id, due_at); with ``lock`` (PostgreSQL) each locks what it yields,
+    skipping rows another drain holds.
+    """
+    lock_sql = " FOR UPDATE SKIP LOCKED" if lock else ""
+    let_go = (f"FROM deliveries AS l{_indexed(dialect, 'ix_deliveries_let_go')}"
+              f" WHERE {LET_GO_SQL} AND l.holds_call_until <= :now")
+    next_of_call = (f"SELECT (SELECT min(n.id) FROM deliveries AS n{_indexed(dialect, 'ix_deliveries_open_call')}"
+                    f" WHERE {OPEN_SQL} AND n.call_id = l.call_id AND {_HOLDING.format('n')})"
+                    f" {let_go} AND l.call_id IS NOT NULL")
+    let_go_ids = f"SELECT l.id {let_go} UNION ALL {next_of_call}"
+    return (
+        f"s1 AS (SELECT d.id, d.due_at FROM deliveries AS d{_indexed(dialect, 'ix_deliveries_heads')}"
+        f" WHERE {HEAD_SQL} AND {_DUE.format('d')} AND {_is_head(dialect, 'd')}"
+        f" ORDER BY d.due_at, d.id LIMIT :limit{lock_sql}),"
+        f" s2 AS (SELECT d.id, d.due_at FROM deliveries AS d"
+        f" WHERE {_id_among(dialect, 'd.id', _oldest_unknown(dialect, lock=False))} AND {UNKNOWN_SQL}"
+        f" AND {_DUE.format('d')} AND {_is_head(dialect, 'd')} ORDER BY d.id LIMIT :limit{lock_sql}),"
+        f" s3 AS (SELECT d.id, d.due_at FROM deliveries AS d"
+        f" WHERE {_id_among(dialect, 'd.id', let_go_ids)} AND {OPEN_SQL} AND {_DUE.format('d')}"
+        f" ORDER BY d.due_at, d.id LIMIT :limit{lock_sql})"
+    )
+
+
+_PICK = ("SELECT id FROM (SELECT id, due_at FROM s1 UNION SELECT id, due_at FROM s2"
+         " UNION SELECT id, due_at FROM s3) AS c ORDER BY due_at, id LIMIT :limit")
+
+
+def _oldest_unknown(dialect: str, lock: bool) -> str:
+    """The ids of the oldest ``:resolve`` unknown rows: all a claim looks at of them.
+
+    A bound, so that a backlog just published costs each claim a fixed
+    number of seeks; the window moves on as its rows are leased (heads),
+    marked FALSE, or promoted by the write that closes the row before them.
+    """
+    return (f"SELECT id FROM deliveries{_indexed(dialect, 'ix_deliveries_unknown')} WHERE {UNKNOWN_SQL}"
+            f" ORDER BY id LIMIT :resolve" + (" FOR UPDATE SKIP LOCKED" if lock else ""))
+
+
+def _resolve_where(dialect: str, row: str) -> str:
+    """The unknown rows among the oldest ``:resolve`` that wait behind an older, unleased row of their call."""
+    oldest = _oldest_unknown(dialect, lock=dialect == "postgresql")
+    # Not let go, and held back by an unleased row: so not a head either (one seek, not two).
+    return (f"{_id_among(dialect, f'{row}.id', oldest)} AND {row}.head IS NULL AND {row}.call_id IS NOT NULL"
+            f" AND ({row}.holds_call_until IS NULL OR {row}.holds_call_until > :now)"
+            f" AND {_held_back(dialect, row, ' AND o.lease_until IS NULL')}")
+
+
+_NOW = bindparam("now", type_=DateTime())
+_RETURNED = dict(head=Boolean, id=Integer, event_type=String, is_test=Boolean, attempt_count=Integer,
+                 delivered_at=DateTime, event_id=String, body=Text, due_at=DateTime,
+                 settings_version=DateTime, holds_call_until=DateTime)
+
+
+@functools.cache
+def claim_statement(dialect: str):
+    """The claim: one UPDATE ... RETURNING (bound: now, limit, resolve, lease, token).
+
+    Leases the picked rows under the token and flags them TRUE, and marks
+    FALSE the oldest unknown rows that wait behind an unleased row (see the
+    module's docstring). Returns one row per row written: ``head`` (TRUE:
+    leased now) then tasks.outbox.Claimed's fields, in order; the event's
+    bytes only for leased rows. PostgreSQL marks the waiting rows in a
+    data-modifying CTE; SQLite, which has none, in the same UPDATE.
+    """
+    leased = f"{_id_among(dialect, 'deliveries.id', 'SELECT id FROM pick')}"
+    if dialect == "postgresql":
+        with_ = (f"WITH {_candidates(dialect, lock=True)}, pick AS ({_PICK}),"
+                 " waiting AS (UPDATE deliveries AS w SET head = FALSE"
+                 f" WHERE {_resolve_where(dialect, 'w')} RETURNING w.id)")
+        update = ("UPDATE deliveries SET lease_until = :lease, claimed_by = :token, head = TRUE"
+                  f" WHERE {leased} AND {OPEN_SQL} AND (lease_until IS NULL OR lease_until < :now)")
+    else:
+        with_ = f"WITH {_candidates(dialect, lock=False)}, pick AS MATERIALIZED ({_PICK})"
+        update = (f"UPDATE deliveries SET head = {leased},"
+                  f" lease_until = CASE WHEN {leased} THEN :lease ELSE lease_until END,"
+                  f" claimed_by = CASE WHEN {leased} THEN :token ELSE claimed_by END"
+                  f" WHERE ({leased} AND {OPEN_SQL} AND (lease_until IS NULL OR lease_until < :now))"
+                  f" OR ({_resolve_where(dialect, 'deliveries')})")
+    event = "(SELECT e.{} FROM events AS e WHERE e.seq = deliveries.event_seq AND deliveries.head)"
+    sql = (
+        f"{with_} {update}"
+        " RETURNING head, id, event_type, is_test, attempt_count, delivered_at,"
+        f" {event.format('id')}, {event.format('body')}, due_at,"
+        f" (SELECT s.updated_at FROM webhook_settings AS s WHERE s.id = {int(SETTINGS_ID)}), holds_call_until"
+    )
+    return text(sql).bindparams(_NOW, bindparam("lease", type_=DateTime())).columns(**_RETURNED)
+
+
+@functools.cache
+def due_statement(dialect: str):
+    """Is anything claimable at ``:now``? (bound: see params): the claim's candidates, read only."""
+    return text(f"WITH {_candidates(dialect, lock=False)} {_PICK}").bindparams(_NOW).columns(id=Integer)
+
+
+@functools.cache
+def _promote_statement(dialect: str):
+    """Flag TRUE the first open row holding each call of ``:calls`` (bound: now, calls)."""
+    first = (f"SELECT min(n.id) FROM deliveries AS n{_indexed(dialect, 'ix_deliveries_open_call')}"
+             f" WHERE {OPEN_SQL} AND n.call_id = c.call_id AND {_HOLDING.format('n')}")
+    calls = ("unnest(CAST(:calls AS text[])) AS c(call_id)" if dialect == "postgresql"
+             else "(SELECT value AS call_id FROM json_each(:calls)) AS c")
+    return text(f"UPDATE deliveries SET head = TRUE WHERE {_id_among(dialect, 'id', f'SELECT ({first}) FROM {calls}')}"
+                f" AND {OPEN_SQL} AND head IS NOT TRUE").bindparams(_NOW)
+
+
+def params(limit: int, now) -> dict:
+    """The bound values every claim statement needs (``now``, ``limit``, ``resolve``)."""
+    return {"now": now, "limit": limit, "resolve": max(RESOLVE_AT_LEAST, RESOLVE_PER_LEASE * limit)}
+
+
+def promote(session, calls, now) -> None:
+    """Flag each of ``calls``' first open holding row as its head; the caller commits with what closed them.
+
+    Called by every write that closes deliveries or lets them go, in its
+    transaction: the row behind a closed head becomes the head at once.
+    """
+    calls = sorted({call for call in calls if call is not None})
+    if not calls:
+        return
+    dialect = session.get_bind().dialect.name
+    session.execute(_promote_statement(dialect),
+                    {"now": now, "calls": calls if dialect == "postgresql" else json.dumps(calls)})

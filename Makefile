@@ -4,6 +4,8 @@ PYTHON ?= python3
 PORT ?= 5000
 # make listen LISTEN_PORT=8766 when 8765 is taken.
 LISTEN_PORT ?= 8765
+# Test processes: more than the box's cores, since most tests wait on I/O.
+TEST_WORKERS ?= 4
 VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
@@ -36,9 +38,10 @@ dev: $(VENV)/.installed
 flask: $(VENV)/.installed
 	HOOKLINE_ENV=development $(BIN)/flask $(ARGS)
 
-## Run the whole test suite (SQLite; PostgreSQL too when HOOKLINE_TEST_DATABASE_URL is set)
+## Run the whole test suite on TEST_WORKERS processes (SQLite, or PostgreSQL when
+## HOOKLINE_TEST_DATABASE_URL is set); make test TEST_WORKERS=0 runs it in one process
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## Refresh the screenshots in docs/ (the browser walks save them there)
 screenshots: $(VENV)/.installed-test

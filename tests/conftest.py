@@ -25,6 +25,22 @@ ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct horse battery"
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Run the longest tests first (the deep property, then those marked slow, then the fault suite).
+
+    Under pytest-xdist the processes take tests in this order: a long test
+    started last would keep one process busy while the others sit idle.
+    """
+    def rank(item):
+        for i, marker in enumerate(("deep_properties", "slow", "faults")):
+            if item.get_closest_marker(marker):
+                return i
+        return 3
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:
@@ -83,9 +99,37 @@ def redis_url(tmp_path_factory):
     proc.wait(10)
 
 
+def database_of_this_process(base: str) -> str:
+    """``base`` itself, or under pytest-xdist a database of the worker's own (``<db>_gw0``...), created if missing.
+
+    Schemas alone do not keep xdist workers apart: VACUUM cannot mark pages
+    all-visible while any transaction in the same database is older, so
+    another worker's open transaction would change what a maintenance test
+    sees. Databases are separate in that respect.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return base
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base)
+    name = f"{url.database}_{worker}"
+    maintenance = url.set(drivername="postgresql", database="postgres")
+    conninfo = maintenance.render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            try:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            except psycopg.errors.DuplicateDatabase:
+                pass  # another run created it meanwhile
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
-    """HOOKLINE_TEST_DATABASE_URL with a schema of this run's own, or None.
+    """HOOKLINE_TEST_DATABASE_URL (a database of its own per xdist worker) with a schema of this run's own, or None.
 
     A private schema (search_path in the URL, so worker processes get it
     too) lets several test runs share one PostgreSQL database safely.
@@ -96,6 +140,7 @@ def postgres_url():
         return
     import sqlalchemy
 
+    base = database_of_this_process(base)
     schema = f"hookline_test_{os.getpid()}"
     engine = sqlalchemy.create_engine(base)
     with engine.begin() as conn:
@@ -146,12 +191,19 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture(scope="session")
+def admin_password_hash():
+    """ADMIN_PASSWORD hashed once by ``set_password``: each scrypt hash costs ~0.1 s of CPU."""
+    user = User(email=ADMIN_EMAIL)
+    user.set_password(ADMIN_PASSWORD)
+    return user.password_hash
+
+
 @pytest.fixture
-def admin(app):
+def admin(app, admin_password_hash):
     """The panel's admin user."""
     with app.app_context():
-        user = User(email=ADMIN_EMAIL)
-        user.set_password(ADMIN_PASSWORD)
+        user = User(email=ADMIN_EMAIL, password_hash=admin_password_hash)
         db.session.add(user)
         db.session.commit()
     return ADMIN_EMAIL

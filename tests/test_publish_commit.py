@@ -6,6 +6,10 @@ waited for its flush is counted by the server itself: ``pg_stat_wal.wal_sync``
 goes up by one for every commit that flushed the WAL to disk, and hardly at
 all when the WAL writer flushes in the background. PostgreSQL only (set
 HOOKLINE_TEST_DATABASE_URL); SQLite's setting is covered in models/__init__.py.
+
+``pg_stat_wal`` counts the whole server's flushes, so the test runs on a
+cluster of its own (tests/support/postgres.py): on a shared server every
+other client's commits, the other test processes' among them, would count.
 """
 
 import pytest
@@ -15,8 +19,10 @@ from events import example_envelope
 from models import db
 from models.events import Delivery, Event
 from tasks import publish_event
+from tests.support.postgres import private_postgres  # noqa: F401 (a fixture)
 
 PUBLISHES = 40
+PRIVATE_POSTGRES_FSYNC = True  # the flushes are what the test counts
 
 
 def wal_syncs() -> int:
@@ -34,11 +40,17 @@ def wal_syncs() -> int:
 
 
 @pytest.fixture
+def app_config(app_config, request):
+    """On PostgreSQL runs only, and there on a private cluster that nothing else writes to."""
+    if app_config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        pytest.skip("synchronous_commit is PostgreSQL's (set HOOKLINE_TEST_DATABASE_URL)")
+    app_config["SQLALCHEMY_DATABASE_URI"] = request.getfixturevalue("private_postgres").url
+    return app_config
+
+
+@pytest.fixture
 def postgres_app(app, integration):
-    """The app with the integration on, on PostgreSQL only."""
-    with app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            pytest.skip("synchronous_commit is PostgreSQL's (set HOOKLINE_TEST_DATABASE_URL)")
+    """The app, on a private PostgreSQL cluster, with the integration on."""
     return app
 
 

@@ -300,14 +300,17 @@ def _drip(conn, zoo):
         time.sleep(0.1)
 
 
-def test_a_slow_drip_is_cut_at_the_deadline(zoo, sender):
+def test_a_slow_drip_is_cut_at_the_deadline(zoo):
     server = zoo(_drip)
-    started = time.monotonic()
-    result = sender.post(server.url(), BODY, SIG)
+    # A 2 s deadline: the status line must come before it even on a busy box
+    # (the drip's 1,000 bytes would take 100 s).
+    with Sender(allowed_networks=LOOPBACK, deadline=2.0) as sender:
+        started = time.monotonic()
+        result = sender.post(server.url(), BODY, SIG)
 
-    assert result.error_kind == "timeout" and result.error_message == "Timed out after 1 s"
+    assert result.error_kind == "timeout" and result.error_message == "Timed out after 2 s"
     assert result.status_code == 200  # the status line came, the body never finished
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.5
 
 
 def _fifty_megabytes(conn, zoo):
@@ -454,7 +457,9 @@ def test_dropped_keep_alive_and_early_hints_through_a_worker(app, integration, z
         print(f"\n{server.script.__name__}: answered at most "
               f"{max(at - sent for at, sent in zip(answered, published)):.3f} s after its publish")
         assert len(answered) == 5
-        assert max(at - sent for at, sent in zip(answered, published)) < 0.6
+        # A dead kept-alive connection or a 103 that cost an attempt would
+        # show as a retry, a second or more later (the test schedule's 1 s).
+        assert max(at - sent for at, sent in zip(answered, published)) < 0.9
 
     with app.app_context():
         deliveries = db.session.scalars(select(Delivery)).all()

@@ -97,6 +97,7 @@ def test_a_pickled_job_and_a_json_job_naming_os_getpid_do_not_run(app, tmp_path,
     assert f"job {evil.id} is not JSON (pickled?)" in refusals[3]
 
 
+@pytest.mark.slow
 def test_an_allowed_job_runs_but_not_the_callbacks_or_webhooks_it_carries(app, integration, receiver, worker_log):
     """An intruder's publish_event job with a success callback and an RQ job webhook attached."""
     payload = example_envelope("call_ended")["payload"]

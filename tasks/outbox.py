@@ -212,6 +212,11 @@ def _insert_both(wait_for_flush: bool):
     ).returning(deliveries.c.id)
 
 
+def _both_values(event: dict, delivery: dict) -> dict:
+    """``_insert_both``'s parameters: the event's as they are, the delivery's with a ``d_`` prefix."""
+    return {**event, **{f"d_{k}": v for k, v in delivery.items()}}
+
+
 @functools.cache
 def _insert_both_sql(dialect, wait_for_flush: bool) -> str:
     """``_insert_both`` compiled once to the driver's SQL text."""
@@ -238,7 +243,7 @@ def insert_new_alone(engine, event: dict, delivery: dict, wait_for_flush: bool) 
         if engine.dialect.name == "postgresql":
             statement = _insert_both_sql(engine.dialect, wait_for_flush)
             connection.autocommit = True
-            cursor.execute(statement, {**event, **{f"d_{k}": v for k, v in delivery.items()}})
+            cursor.execute(statement, _both_values(event, delivery))
             written = cursor.fetchone() is not None
             connection.autocommit = False
         else:
@@ -264,8 +269,7 @@ def insert_new_alone(engine, event: dict, delivery: dict, wait_for_flush: bool) 
 def insert_new(conn, event: dict, delivery: dict) -> bool:
     """INSERT a new event and its delivery on ``conn``, in its transaction (both or neither); True if wanted."""
     if conn.dialect.name == "postgresql":
-        values = {**event, **{f"d_{k}": v for k, v in delivery.items()}}
-        return conn.execute(_insert_both(True), values).scalar() is not None
+        return conn.execute(_insert_both(True), _both_values(event, delivery)).scalar() is not None
     seq = conn.execute(_insert_event(conn.dialect.name), event).scalar()
     if seq is not None:
         conn.execute(_INSERT_DELIVERY, {**delivery, "event_seq": seq})

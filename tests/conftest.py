@@ -255,6 +255,15 @@ def integration(app, receiver):
         return settings.secret
 
 
+#: The test app's settings a worker process gets through its environment.
+_PASSED_TO_WORKERS = (
+    "HOOKLINE_RETRY_SCALE", "HOOKLINE_FAILING_SECONDS", "HOOKLINE_STUCK_SECONDS", "HOOKLINE_ALERT_SECONDS",
+    "HOOKLINE_ALERT_AFTER_SECONDS", "MAIL_SERVER", "MAIL_PORT", "MAIL_FROM", "HOOKLINE_TICK_SECONDS",
+    "HOOKLINE_LEASE_SECONDS", "HOOKLINE_BATCH_SIZE", "HOOKLINE_SEND_CONCURRENCY", "HOOKLINE_DELIVERY_TIMEOUT",
+    "HOOKLINE_ALLOWED_NETWORKS",
+)
+
+
 def worker_env(app) -> dict:
     """The environment a `flask worker` process needs to share this test's app config."""
     config = app.config
@@ -268,20 +277,7 @@ def worker_env(app) -> dict:
         DATABASE_URL=config["SQLALCHEMY_DATABASE_URI"],
         REDIS_URL=config["REDIS_URL"],
         SECRET_KEY=config["SECRET_KEY"],
-        HOOKLINE_RETRY_SCALE=str(config["HOOKLINE_RETRY_SCALE"]),
-        HOOKLINE_FAILING_SECONDS=str(config["HOOKLINE_FAILING_SECONDS"]),
-        HOOKLINE_STUCK_SECONDS=str(config["HOOKLINE_STUCK_SECONDS"]),
-        HOOKLINE_ALERT_SECONDS=str(config["HOOKLINE_ALERT_SECONDS"]),
-        HOOKLINE_ALERT_AFTER_SECONDS=str(config["HOOKLINE_ALERT_AFTER_SECONDS"]),
-        MAIL_SERVER=config["MAIL_SERVER"],
-        MAIL_PORT=str(config["MAIL_PORT"]),
-        MAIL_FROM=config["MAIL_FROM"],
-        HOOKLINE_TICK_SECONDS=str(config["HOOKLINE_TICK_SECONDS"]),
-        HOOKLINE_LEASE_SECONDS=str(config["HOOKLINE_LEASE_SECONDS"]),
-        HOOKLINE_BATCH_SIZE=str(config["HOOKLINE_BATCH_SIZE"]),
-        HOOKLINE_SEND_CONCURRENCY=str(config["HOOKLINE_SEND_CONCURRENCY"]),
-        HOOKLINE_DELIVERY_TIMEOUT=str(config["HOOKLINE_DELIVERY_TIMEOUT"]),
-        HOOKLINE_ALLOWED_NETWORKS=config["HOOKLINE_ALLOWED_NETWORKS"],
+        **{name: str(config[name]) for name in _PASSED_TO_WORKERS},
     )
 
 

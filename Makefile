@@ -39,9 +39,11 @@ flask: $(VENV)/.installed
 	HOOKLINE_ENV=development $(BIN)/flask $(ARGS)
 
 ## Run the whole test suite on TEST_WORKERS processes (SQLite, or PostgreSQL when
-## HOOKLINE_TEST_DATABASE_URL is set); make test TEST_WORKERS=0 runs it in one process
+## HOOKLINE_TEST_DATABASE_URL is set); make test TEST_WORKERS=0 runs it in one process.
+## worksteal: a process that runs dry takes half of another's queue, so the long
+## tests sorted first do not leave one process working while the rest wait.
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 ## Refresh the screenshots in docs/ (the browser walks save them there)
 screenshots: $(VENV)/.installed-test

@@ -29,8 +29,10 @@ ADMIN_PASSWORD = "correct horse battery"
 def pytest_collection_modifyitems(items):
     """Run the longest tests first (the deep property, then those marked slow, then the fault suite).
 
-    Under pytest-xdist the processes take tests in this order: a long test
-    started last would keep one process busy while the others sit idle.
+    Under pytest-xdist a long test started last would keep one process busy
+    while the others sit idle. ``make test`` uses ``--dist worksteal``: the
+    default ``load`` hands each process a run of consecutive tests first, which
+    gave one process every long test.
     """
     def rank(item):
         for i, marker in enumerate(("deep_properties", "slow", "faults")):

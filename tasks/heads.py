@@ -206,12 +206,16 @@ def claim_statement(dialect: str):
                   f" claimed_by = CASE WHEN {leased} THEN :token ELSE claimed_by END"
                   f" WHERE ({leased} AND {OPEN_SQL} AND (lease_until IS NULL OR lease_until < :now))"
                   f" OR ({_resolve_where(dialect, 'deliveries')})")
-    event = "(SELECT e.{} FROM events AS e WHERE e.seq = deliveries.event_seq AND deliveries.head)"
+    event = "(SELECT e.{0} FROM events AS e WHERE e.seq = deliveries.event_seq AND deliveries.head) AS {1}"
+    # Every returned column is named as in _RETURNED: SQLAlchemy converts a
+    # text statement's columns by name (an unnamed DateTime came back from
+    # SQLite as text, and the settings were read again for every batch).
     sql = (
         f"{with_} {update}"
         " RETURNING head, id, event_type, is_test, attempt_count, delivered_at,"
-        f" {event.format('id')}, {event.format('body')}, due_at,"
-        f" (SELECT s.updated_at FROM webhook_settings AS s WHERE s.id = {int(SETTINGS_ID)}), holds_call_until"
+        f" {event.format('id', 'event_id')}, {event.format('body', 'body')}, due_at,"
+        f" (SELECT s.updated_at FROM webhook_settings AS s WHERE s.id = {int(SETTINGS_ID)}) AS settings_version,"
+        " holds_call_until"
     )
     return text(sql).bindparams(_NOW, bindparam("lease", type_=DateTime())).columns(**_RETURNED)
 

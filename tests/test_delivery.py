@@ -242,6 +242,18 @@ def test_disabling_cancels_what_is_pending_visibly(app, integration, receiver):
     assert receiver.requests == []
 
 
+def test_a_claim_names_the_settings_version_it_was_claimed_under(app, integration):
+    # The drain keeps its copy of the settings while this matches the row's
+    # updated_at, and reads (and decrypts) the row again when it does not.
+    from tasks.outbox import claim
+
+    publish(app, "call_initiated")
+    with app.app_context():
+        [claimed] = claim("version-token", 32, 15)
+        assert claimed.settings_version == get_settings().updated_at
+        db.session.rollback()
+
+
 def test_a_running_drain_sends_with_the_settings_saved_between_its_batches(app, integration, receiver):
     # A listening drain lives for minutes and keeps the settings it read;
     # a save (here: a new URL, header and secret) must reach its next batch.

@@ -228,11 +228,13 @@ def due_statement(dialect: str):
 
 @functools.cache
 def _promote_statement(dialect: str):
-    """Flag TRUE the first open row holding each call of ``:calls`` (bound: now, calls)."""
+    """Flag TRUE the first open row holding the call of each delivery of ``:ids`` (bound: now, ids)."""
     first = (f"SELECT min(n.id) FROM deliveries AS n{_indexed(dialect, 'ix_deliveries_open_call')}"
              f" WHERE {OPEN_SQL} AND n.call_id = c.call_id AND {_HOLDING.format('n')}")
-    calls = ("unnest(CAST(:calls AS text[])) AS c(call_id)" if dialect == "postgresql"
-             else "(SELECT value AS call_id FROM json_each(:calls)) AS c")
+    ids = ("SELECT unnest(CAST(:ids AS bigint[]))" if dialect == "postgresql"
+           else "SELECT CAST(value AS INTEGER) FROM json_each(:ids)")
+    calls = (f"(SELECT DISTINCT call_id FROM deliveries AS w WHERE {_id_among(dialect, 'w.id', ids)}"
+             " AND call_id IS NOT NULL) AS c")
     return text(f"UPDATE deliveries SET head = TRUE WHERE {_id_among(dialect, 'id', f'SELECT ({first}) FROM {calls}')}"
                 f" AND {OPEN_SQL} AND head IS NOT TRUE").bindparams(_NOW)
 
@@ -242,15 +244,16 @@ def params(limit: int, now) -> dict:
     return {"now": now, "limit": limit, "resolve": max(RESOLVE_AT_LEAST, RESOLVE_PER_LEASE * limit)}
 
 
-def promote(session, calls, now) -> None:
-    """Flag each of ``calls``' first open holding row as its head; the caller commits with what closed them.
+def promote(session, delivery_ids, now) -> None:
+    """Flag the first open holding row of each call of ``delivery_ids`` as its head; the caller commits with what closed them.
 
     Called by every write that closes deliveries or lets them go, in its
-    transaction: the row behind a closed head becomes the head at once.
+    transaction, with the ids it wrote: the row behind a closed head becomes
+    the head at once. The calls are read from the rows themselves, in the
+    same statement.
     """
-    calls = sorted({call for call in calls if call is not None})
-    if not calls:
+    ids = sorted(delivery_ids)
+    if not ids:
         return
     dialect = session.get_bind().dialect.name
-    session.execute(_promote_statement(dialect),
-                    {"now": now, "calls": calls if dialect == "postgresql" else json.dumps(calls)})
+    session.execute(_promote_statement(dialect), {"now": now, "ids": ids if dialect == "postgresql" else json.dumps(ids)})

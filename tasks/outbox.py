@@ -2,9 +2,9 @@
 
 A claim is a lease under a token of its own (``deliveries.claimed_by``).
 Everything a drain writes afterwards for those rows is fenced by that
-token: the rows are first taken back with one ``UPDATE ... WHERE id IN
-(...) AND claimed_by = :token RETURNING id``, and only the ids it returns
-get their attempt and next state. A drain whose lease ran out and whose
+token: each row's next state is written by ``UPDATE ... WHERE id = :id
+AND claimed_by = :token``, and only the rows it changed get their attempt.
+A drain whose lease ran out and whose
 rows another drain claimed meanwhile changes nothing, so the log never goes
 backwards (the receiver may have seen a duplicate, with the same
 webhook-id). Leases are short and renewed while a batch is in flight
@@ -82,21 +82,15 @@ def has_due_work() -> bool:
     return db.session.execute(statement, heads.params(1, utcnow())).first() is not None
 
 
-#: Take claimed rows back for writing: only those still held under the token.
-_FENCE = (
-    update(_deliveries)
-    .where(_deliveries.c.id.in_(bindparam("ids", expanding=True)),
-           _deliveries.c.claimed_by == bindparam("token"))
-    .values(claimed_by=bindparam("token"))
-    .returning(_deliveries.c.id, _deliveries.c.call_id)
-)
-
 #: One UPDATE by id (and token), run as an executemany: every key of the dicts
 #: but ``delivery_id`` and ``token`` becomes a SET column.
 _UPDATE_HELD = update(_deliveries).where(
     _deliveries.c.id == bindparam("delivery_id"), _deliveries.c.claimed_by == bindparam("held_by"))
 
 _INSERT_ATTEMPTS = insert(Attempt.__table__).inline()  # no RETURNING of ids: nothing reads them
+
+_STILL_HELD = select(_deliveries.c.id).where(
+    _deliveries.c.id.in_(bindparam("ids", expanding=True)), _deliveries.c.claimed_by == bindparam("token"))
 
 #: Push a batch's lease forward while it is in flight; fenced like every write.
 _RENEW = (
@@ -106,13 +100,6 @@ _RENEW = (
            _deliveries.c.lease_until.is_not(None))
     .values(lease_until=bindparam("lease"))
 )
-
-
-def fence(token: str, ids) -> dict[int, str | None]:
-    """Of ``ids``, the deliveries still held under ``token``, with their call ids (locked until the caller commits)."""
-    if not ids:
-        return {}
-    return dict(db.session.execute(_FENCE, {"ids": list(ids), "token": token}).all())
 
 
 def cancelled(reasons: dict[int, str]) -> list[dict]:
@@ -126,31 +113,61 @@ def write(token: str, attempts: list[dict], changes: list[dict]) -> set[int]:
     """Write attempts and state changes for the rows still held under ``token``; the caller commits.
 
     Returns the ids written. Rows whose lease was lost and taken over are
-    left alone (and logged): their newer state stands. Core executemany, not
-    the ORM: the unit of work cost more than the database for a batch. The
-    stats' roll-ups get the batch in the same transaction, summed per minute
-    first: one upsert, written last so its row lock is held only until the
-    commit (on PostgreSQL concurrent drains queue on the current minute's row).
+    left alone (and logged): their newer state stands. The state UPDATE is
+    the fence: it names the token, and only when it wrote fewer rows than
+    it was given are the rows still held read back, so that the attempts
+    go in for those alone. Core executemany, not the ORM: the unit of work
+    cost more than the database for a batch. The stats' roll-ups get the
+    batch in the same transaction, summed per minute first: one upsert,
+    written last so its row lock is held only until the commit (on
+    PostgreSQL concurrent drains queue on the current minute's row).
     """
     ids = {change["delivery_id"] for change in changes}
-    held = fence(token, ids)
-    if len(held) < len(ids):
-        log.warning("lease lost for deliveries %s: another drain holds them; nothing written for them",
-                    sorted(ids - held.keys()))
-    changes = [{**change, "held_by": token} for change in changes if change["delivery_id"] in held]
-    attempts = [attempt for attempt in attempts if attempt["delivery_id"] in held]
-    if attempts:
-        driver.executemany(db.session, _INSERT_ATTEMPTS, attempts)
     # executemany needs the same keys in every dict: cancellations set fewer columns.
     groups: dict[frozenset, list[dict]] = {}
     for change in changes:
+        change = {**change, "held_by": token}
         groups.setdefault(frozenset(change), []).append(change)
-    for group in groups.values():
-        driver.executemany(db.session, _UPDATE_HELD, group)
+    written = sum(_update_held(group) for group in groups.values())
+    if written < len(ids):
+        held = _still_held(token, ids)
+        log.warning("lease lost for deliveries %s: another drain holds them; nothing written for them",
+                    sorted(ids - held))
+        changes = [change for change in changes if change["delivery_id"] in held]
+        attempts = [attempt for attempt in attempts if attempt["delivery_id"] in held]
+    else:
+        held = ids
+    if attempts:
+        driver.executemany(db.session, _INSERT_ATTEMPTS, attempts)
     # Closed or let go: the row behind becomes its call's head in this transaction.
-    heads.promote(db.session, held.values(), utcnow())
+    heads.promote(db.session, held, utcnow())
     rollups.add_batch(attempts, changes)
     return set(held)
+
+
+def _update_held(rows: list[dict]) -> int:
+    """Run ``_UPDATE_HELD`` for ``rows`` (all with the same keys) as one executemany; return the rows it changed."""
+    connection = db.session.connection()
+    plan = driver.plan(_UPDATE_HELD, connection.dialect, tuple(sorted(rows[0])), many=True)
+    if plan is None:
+        return db.session.execute(_UPDATE_HELD, rows).rowcount
+    parameters = [plan.parameters(row) for row in rows]
+    dbapi = connection.dialect.dbapi
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        # Both drivers count an executemany's rows: SQLite's, psycopg's sum.
+        cursor.executemany(plan.sql, parameters)
+        return cursor.rowcount
+    except dbapi.Error as exc:  # the SQLAlchemy error the rest of the app would raise
+        raise DBAPIError.instance(plan.sql, parameters, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
+
+
+def _still_held(token: str, ids) -> set[int]:
+    """Of ``ids``, those still claimed under ``token`` (a lost lease taken over names another)."""
+    rows = db.session.execute(_STILL_HELD, {"ids": sorted(ids), "token": token}).scalars()
+    return set(rows)
 
 
 def renew(token: str, ids, lease_seconds: float) -> int:

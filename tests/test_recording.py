@@ -144,6 +144,29 @@ def test_a_stale_drains_write_changes_no_rows(app, integration, receiver):
         assert outbox.renew(stale, ids, 15) == 0
 
 
+def test_a_drain_that_lost_part_of_its_batch_writes_the_rest(app, integration, receiver):
+    """Of a batch whose lease was lost for one row and taken over, only the rows still held are written."""
+    publish_calls(app, 2)
+    with app.app_context():
+        stale = outbox.new_token()
+        first, second = outbox.claim(stale, limit=10, lease_seconds=15)
+        db.session.commit()
+        # The first row's lease runs out and another drain delivers it.
+        db.session.execute(update(Delivery).where(Delivery.id == first.id)
+                           .values(lease_until=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+        assert Drainer(app.config).run_until_empty() == 1
+        changes = [dict(delivery_id=d.id, status="retrying", attempt_count=1, lease_until=None,
+                        last_error="timed out") for d in (first, second)]
+        attempts = [dict(delivery_id=d.id, number=1, started_at=utcnow(), duration_ms=10000.0,
+                         ok=False, error_kind="timeout", error_message="timed out") for d in (first, second)]
+        assert outbox.write(stale, attempts, changes) == {second.id}
+        db.session.commit()
+        deliveries = db.session.scalars(select(Delivery).order_by(Delivery.id)).all()
+        assert [d.status for d in deliveries] == ["delivered", "retrying"]
+        assert [[a.ok for a in d.attempts] for d in deliveries] == [[True], [False]]
+
+
 def test_a_batch_that_outlasts_its_lease_keeps_it(app, app_config, integration, receiver, start_worker):
     """Renewal: a receiver slower than the lease does not make a second worker send again."""
     app.config.update(HOOKLINE_LEASE_SECONDS=1.5)

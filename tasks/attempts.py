@@ -102,9 +102,15 @@ class HeaderLog:
         return {**self.framing, **signed, **self.custom}
 
 
-def prepare(delivery_id, number: int, event_id: str, body: bytes, settings, header_log: HeaderLog) -> Outgoing:
-    """One request for ``body``, signed now with the secrets in force, to the saved URL and headers."""
-    signed = signature_headers(settings.signing_secrets(), event_id, int(time.time()), body)
+def prepare(delivery_id, number: int, event_id: str, body: bytes, settings, header_log: HeaderLog,
+            secrets: list[str] | None = None) -> Outgoing:
+    """One request for ``body``, signed now with the secrets in force, to the saved URL and headers.
+
+    ``secrets``: the settings' signing_secrets(), when the caller already asked (once for a batch).
+    """
+    if secrets is None:
+        secrets = settings.signing_secrets()
+    signed = signature_headers(secrets, event_id, int(time.time()), body)
     return Outgoing(delivery_id, number, settings.url, body, signed, header_log.pairs, header_log(signed))
 
 
@@ -119,7 +125,7 @@ def _hold(current: datetime | None, started: datetime, hold_seconds: float, resu
 
 def record(out: Outgoing, result, schedule, *, started: datetime, final: bool = False,
            delivered_at: datetime | None = None, holds_call_until: datetime | None = None,
-           hold_seconds: float = 0.0) -> Recorded:
+           hold_seconds: float = 0.0, now: datetime | None = None) -> Recorded:
     """Decide what one send outcome means: the Attempt row and the delivery's next state.
 
     Delivered on any 2xx; failed for good on a 410 Gone (and ``gone`` set), when
@@ -129,6 +135,8 @@ def record(out: Outgoing, result, schedule, *, started: datetime, final: bool = 
     delivery holds its call's later events back (``hold_seconds`` after it);
     a 4xx other than 408/429 lets the call go on at once. Both dicts hold
     every column every time, so a batch's rows go out as one executemany each.
+    ``now`` (utcnow() by default; a drain asks once for a batch recorded
+    together) is when it was delivered, or what the next delay counts from.
     """
     duration_ms = round(result.duration_ms, 2)
     error = storable(result.error_message)
@@ -149,7 +157,7 @@ def record(out: Outgoing, result, schedule, *, started: datetime, final: bool = 
     gone = failed = False
     delivered_now = due_at = None
     if result.ok:
-        status, delivered_now = DELIVERED, utcnow()
+        status, delivered_now = DELIVERED, now or utcnow()
     elif result.status_code == 410:
         status, gone, failed = FAILED, True, True
     else:
@@ -157,7 +165,7 @@ def record(out: Outgoing, result, schedule, *, started: datetime, final: bool = 
         if delay is None:
             status, failed = FAILED, True
         else:
-            status, due_at = RETRYING, utcnow() + timedelta(seconds=delay)
+            status, due_at = RETRYING, (now or utcnow()) + timedelta(seconds=delay)
     # One dict per outcome, every column every time (see the docstring).
     change = dict(
         delivery_id=out.delivery_id, attempt_count=out.number, last_attempt_at=started,

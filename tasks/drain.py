@@ -22,7 +22,7 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError
 
 from extensions import get_sender
-from models import db
+from models import db, utcnow
 from models.settings import WebhookSettings, get_settings, refusal
 from tasks import attempts, autodisable, leases, outbox, pacing, retry
 from tasks.outbox import Claimed, claim, has_due_work, new_token  # noqa: F401 (has_due_work: the tick's)
@@ -120,10 +120,10 @@ class Drainer:
             self.schedule = retry.schedule_for(self.settings.retry_window, self.config)
         return self.settings
 
-    def prepare(self, delivery: Claimed, settings) -> attempts.Outgoing:
-        """A delivery's exact bytes, signed with the secrets in force now."""
+    def prepare(self, delivery: Claimed, settings, secrets: list[str] | None = None) -> attempts.Outgoing:
+        """A delivery's exact bytes, signed with ``secrets`` (default: the settings' in force now)."""
         return attempts.prepare(delivery.id, delivery.attempt_count + 1, delivery.event_id,
-                                delivery.body.encode("utf-8"), settings, self.header_log)
+                                delivery.body.encode("utf-8"), settings, self.header_log, secrets)
 
     def send_all(self, outgoing: list[attempts.Outgoing]) -> list:
         """Send a batch side by side (Sender.post_many); return a SendResult per request, in order.
@@ -160,14 +160,17 @@ class Drainer:
         settings = self.settings_for(rows)
         reasons = {d.id: reason for d in rows if (reason := refusal(settings, d.event_type, d.is_test))}
         wanted = [d for d in rows if d.id not in reasons]
-        outgoing = [self.prepare(d, settings) for d in wanted]
+        # The secrets and the clock are read once for the batch: it is signed and recorded together.
+        secrets = settings.signing_secrets()
+        outgoing = [self.prepare(d, settings, secrets) for d in wanted]
         results = self.send_all(outgoing)
         if streaming:
             # Sent already: only the next claim waits, for more of the stream.
             time.sleep(max(0.0, began + pacing.GATHER_SECONDS - time.monotonic()))
+        now = utcnow()
         recorded = [attempts.record(out, result, self.schedule, started=_naive_utc(result.started_at),
                                     delivered_at=d.delivered_at, holds_call_until=d.holds_call_until,
-                                    hold_seconds=self.hold_seconds)
+                                    hold_seconds=self.hold_seconds, now=now)
                     for d, out, result in zip(wanted, outgoing, results)]
         try:
             self.write(batch, recorded, reasons, settings.url, claim_next)

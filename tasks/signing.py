@@ -11,6 +11,7 @@ The module is pure (no Flask, no app code) so the delivery worker and the
 """
 
 import base64
+import binascii
 import functools
 import hmac
 from secrets import token_bytes
@@ -54,8 +55,8 @@ def sign(secrets, msg_id, timestamp, body):
         raise ValueError("at least one signing secret is required")
     # One-shot HMAC-SHA256 over "<id>.<timestamp>.<body>", as the spec says.
     message = f"{msg_id}.{int(timestamp)}.".encode() + _body_bytes(body)
-    return " ".join("v1," + base64.b64encode(hmac.digest(_key(secret), message, "sha256")).decode("ascii")
-                    for secret in secrets)
+    return " ".join(["v1," + binascii.b2a_base64(hmac.digest(_key(secret), message, "sha256"), newline=False)
+                     .decode("ascii") for secret in secrets])
 
 
 def signature_headers(secrets, msg_id, timestamp, body):

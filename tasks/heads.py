@@ -87,6 +87,7 @@ from sqlalchemy import Boolean, DateTime, Integer, String, Text, bindparam, text
 
 from models.events import HEAD_SQL, LET_GO_SQL, OPEN_SQL, UNKNOWN_SQL
 from models.settings import SETTINGS_ID
+from tasks import statements
 
 #: How many of the oldest unknown rows one claim looks at: per row it may lease, and at least.
 RESOLVE_PER_LEASE, RESOLVE_AT_LEAST = 4, 128
@@ -179,6 +180,8 @@ _NOW = bindparam("now", type_=DateTime())
 _RETURNED = dict(head=Boolean, id=Integer, event_type=String, is_test=Boolean, attempt_count=Integer,
                  delivered_at=DateTime, event_id=String, body=Text, due_at=DateTime,
                  settings_version=DateTime, holds_call_until=DateTime)
+#: The claim's returned columns' types, in order (for tasks.statements.run).
+RETURNED = tuple(_RETURNED.values())
 
 
 @functools.cache
@@ -256,4 +259,5 @@ def promote(session, delivery_ids, now) -> None:
     if not ids:
         return
     dialect = session.get_bind().dialect.name
-    session.execute(_promote_statement(dialect), {"now": now, "ids": ids if dialect == "postgresql" else json.dumps(ids)})
+    statements.run(session, _promote_statement(dialect),
+                   {"now": now, "ids": ids if dialect == "postgresql" else json.dumps(ids)})

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from models import db, utcnow
 from models.events import CANCELLED, HELD, Attempt, Delivery, Event
 from models.settings import HELD_REASON, NEW_STATUS_SQL, wants_sql
-from tasks import driver, heads, rollups
+from tasks import driver, heads, rollups, statements
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def claim(token: str, limit: int, lease_seconds: float) -> list[Claimed]:
     """
     now = utcnow()
     params = dict(heads.params(limit, now), lease=now + timedelta(seconds=lease_seconds), token=token)
-    rows = db.session.execute(heads.claim_statement(db.engine.dialect.name), params).all()
+    rows = statements.run(db.session, heads.claim_statement(db.engine.dialect.name), params, heads.RETURNED)
     # Rows marked as waiting come back too, not leased (head FALSE).
     return sorted((Claimed(*row[1:]) for row in rows if row[0]), key=lambda delivery: delivery.id)
 

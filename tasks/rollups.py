@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from models import db, utcnow
 from models.events import CANCELLED, DELIVERED, FAILED, RETRYING, Attempt, Delivery
 from models.rollups import LATENCY_COLUMNS, OUTCOME_COLUMNS, bucket_of, minute_of, rollups
+from tasks import statements
 
 COLUMNS = OUTCOME_COLUMNS + LATENCY_COLUMNS
 _OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOME_COLUMNS)}
@@ -59,7 +60,11 @@ def add(tallies: dict[int, list[int]]) -> None:
         rows = _rows(tallies)
         # Usually one row (the current minute): a plain execute, not an
         # executemany (psycopg runs one of those as a pipeline, for one row too).
-        db.session.execute(_upsert_statement(db.engine.dialect.name), rows[0] if len(rows) == 1 else rows)
+        statement = _upsert_statement(db.engine.dialect.name)
+        if len(rows) == 1:
+            statements.run(db.session, statement, rows[0])
+        else:
+            db.session.execute(statement, rows)
 
 
 def add_batch(attempts: list[dict], changes: list[dict]) -> None:

@@ -173,11 +173,12 @@ class Sender:
                                    self._resolve, self.deadline)
         results, running = [None] * len(requests), []
         waiting = deque(enumerate(planned))
+        memo = {}  # this call's pins and framings: a batch's requests share them
         try:
             while waiting or running:
                 while waiting and len(running) < window:
                     index, (plan, request) = waiting.popleft()
-                    handle = self._start(loop, index, plan, looked_up, *request)
+                    handle = self._start(loop, index, plan, looked_up, *request, memo=memo)
                     if isinstance(handle, SendResult):
                         results[index] = handle
                     else:
@@ -214,8 +215,13 @@ class Sender:
         found = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
         return list(dict.fromkeys(found))  # getaddrinfo's order, for Happy Eyeballs
 
-    def _start(self, loop, index, plan, looked_up, url, body, signature_headers, custom_headers=()):
-        """A ready easy handle for one request, or a SendResult when it cannot start."""
+    def _start(self, loop, index, plan, looked_up, url, body, signature_headers, custom_headers=(), *, memo):
+        """A ready easy handle for one request, or a SendResult when it cannot start.
+
+        ``memo`` keeps, for one post_many call, each name's pins and each
+        custom-headers object's framing (the call holds every request, so
+        an object's id stays its own): a batch's requests share them.
+        """
         if plan.parts is None:
             return SendResult(ok=False, error_kind="connection", error_message=f"Invalid URL: {url}",
                               started_at=time.time())
@@ -224,20 +230,26 @@ class Sender:
         if isinstance(addresses, BaseException):
             kind, message = describe_lookup_error(addresses, url, self.deadline)
             return SendResult(ok=False, error_kind=kind, error_message=message, started_at=time.time())
-        allowed, resolve = _cached(self._pins, (key, tuple(addresses)), lambda: self._pinning(plan, addresses))
+        if (pinned := memo.get(key)) is None:
+            pinned = memo[key] = _cached(self._pins, (key, tuple(addresses)), lambda: self._pinning(plan, addresses))
+        allowed, resolve = pinned
         handle = loop.handle(self.cainfo, self.deadline)
         handle.transfer.reset(index, url, key[0], allowed)
         handle.setopt(pycurl.URL, plan.curl_url)
         handle.setopt(pycurl.RESOLVE, resolve)
-        custom = tuple(custom_headers.items()) if hasattr(custom_headers, "items") else tuple(
-            tuple(pair) for pair in custom_headers or ())
-        framing = _cached(self._framings, (self.user_agent, custom),
-                          lambda: Framing(self.user_agent, custom_headers))
+        if (framing := memo.get(id(custom_headers))) is None:
+            framing = memo[id(custom_headers)] = self._framing(custom_headers)
         handle.setopt(pycurl.HTTPHEADER, framing.lines(signature_headers))
         body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
         handle.setopt(pycurl.POSTFIELDSIZE, len(body))
         handle.setopt(pycurl.POSTFIELDS, body)
         return handle
+
+    def _framing(self, custom_headers):
+        """The kept Framing for this sender's User-Agent and ``custom_headers`` (dict or pairs)."""
+        custom = tuple(custom_headers.items()) if hasattr(custom_headers, "items") else tuple(
+            tuple(pair) for pair in custom_headers or ())
+        return _cached(self._framings, (self.user_agent, custom), lambda: Framing(self.user_agent, custom_headers))
 
     @staticmethod
     def _pinning(plan, addresses):

@@ -248,7 +248,7 @@ def params(limit: int, now) -> dict:
 
 
 def promote(session, delivery_ids, now) -> None:
-    """Flag the first open holding row of each call of ``delivery_ids`` as its head; the caller commits with what closed them.
+    """Flag the first open holding row of each call of ``delivery_ids`` as its head; the caller commits.
 
     Called by every write that closes deliveries or lets them go, in its
     transaction, with the ids it wrote: the row behind a closed head becomes

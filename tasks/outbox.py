@@ -128,40 +128,22 @@ def write(token: str, attempts: list[dict], changes: list[dict]) -> set[int]:
     for change in changes:
         change = {**change, "held_by": token}
         groups.setdefault(frozenset(change), []).append(change)
-    written = sum(_update_held(group) for group in groups.values())
+    written = sum(statements.run_many(db.session, _UPDATE_HELD, group) for group in groups.values())
     if written < len(ids):
         held = _still_held(token, ids)
         log.warning("lease lost for deliveries %s: another drain holds them; nothing written for them",
                     sorted(ids - held))
         changes = [change for change in changes if change["delivery_id"] in held]
-        attempts = [attempt for attempt in attempts if attempt["delivery_id"] in held]
     else:
         held = ids
+    # Only rows whose state this write changed get an attempt (none without a change).
+    attempts = [attempt for attempt in attempts if attempt["delivery_id"] in held]
     if attempts:
         driver.executemany(db.session, _INSERT_ATTEMPTS, attempts)
     # Closed or let go: the row behind becomes its call's head in this transaction.
     heads.promote(db.session, held, utcnow())
     rollups.add_batch(attempts, changes)
     return set(held)
-
-
-def _update_held(rows: list[dict]) -> int:
-    """Run ``_UPDATE_HELD`` for ``rows`` (all with the same keys) as one executemany; return the rows it changed."""
-    connection = db.session.connection()
-    plan = driver.plan(_UPDATE_HELD, connection.dialect, tuple(sorted(rows[0])), many=True)
-    if plan is None:
-        return db.session.execute(_UPDATE_HELD, rows).rowcount
-    parameters = [plan.parameters(row) for row in rows]
-    dbapi = connection.dialect.dbapi
-    cursor = connection.connection.driver_connection.cursor()
-    try:
-        # Both drivers count an executemany's rows: SQLite's, psycopg's sum.
-        cursor.executemany(plan.sql, parameters)
-        return cursor.rowcount
-    except dbapi.Error as exc:  # the SQLAlchemy error the rest of the app would raise
-        raise DBAPIError.instance(plan.sql, parameters, exc, dbapi.Error) from exc
-    finally:
-        cursor.close()
 
 
 def _still_held(token: str, ids) -> set[int]:

@@ -107,7 +107,7 @@ class Delivery(db.Model):
     due_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     # A drain owns the delivery until lease_until (renewed while it works on
     # it); a dead drain's claim expires. claimed_by is the claim's token: every
-    # write for a claimed row names it (tasks.outbox.fence).
+    # write for a claimed row names it (tasks.outbox.write).
     lease_until: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(40))
     attempt_count: Mapped[int] = mapped_column(default=0)

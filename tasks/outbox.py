@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from models import db, utcnow
 from models.events import CANCELLED, HELD, Attempt, Delivery, Event
 from models.settings import HELD_REASON, NEW_STATUS_SQL, wants_sql
-from tasks import driver, heads, rollups
+from tasks import driver, heads, publish_sqlite, rollups
 
 log = logging.getLogger(__name__)
 
@@ -223,38 +223,38 @@ def _insert_both_sql(dialect, wait_for_flush: bool) -> str:
     return _insert_both(wait_for_flush).compile(dialect=dialect).string
 
 
+@functools.cache
+def _sqlite_plans(dialect):
+    """SQLite: the event's and the delivery's INSERT as driver plans (the delivery's first parameter is event_seq)."""
+    insert_delivery = driver.plan(_INSERT_DELIVERY, dialect)
+    assert insert_delivery.converters[0][0] == "event_seq"
+    return driver.plan(_insert_event("sqlite"), dialect), insert_delivery
+
+
 def insert_new_alone(engine, event: dict, delivery: dict, wait_for_flush: bool) -> bool:
-    """Write a new event and its delivery in a transaction of their own, on a pooled driver connection; True if wanted.
+    """Write a new event and its delivery in a transaction of their own, on the driver's connection; True if wanted.
 
     PostgreSQL: one statement in autocommit (one round trip instead of
-    BEGIN, INSERT, COMMIT). SQLite: the two INSERTs and a commit. The
+    BEGIN, INSERT, COMMIT) on a pooled connection. SQLite: the two INSERTs
+    and a commit on the thread's own connection (tasks.publish_sqlite). The
     driver's connection directly: SQLAlchemy's execute and the session's
     commit around the same statements cost the engine as much CPU again.
     """
+    if engine.dialect.name != "postgresql":
+        return publish_sqlite.insert(engine, *_sqlite_plans(engine.dialect), event, delivery)
     dbapi = engine.dialect.dbapi
     try:
         raw = engine.raw_connection()
     except dbapi.Error as exc:  # the server is down: the same SQLAlchemy error as elsewhere
         raise DBAPIError.instance(None, None, exc, dbapi.Error) from exc
-    statement = None
+    statement = _insert_both_sql(engine.dialect, wait_for_flush)
     try:
         connection = raw.driver_connection
         cursor = connection.cursor()
-        if engine.dialect.name == "postgresql":
-            statement = _insert_both_sql(engine.dialect, wait_for_flush)
-            connection.autocommit = True
-            cursor.execute(statement, _both_values(event, delivery))
-            written = cursor.fetchone() is not None
-            connection.autocommit = False
-        else:
-            insert_event = driver.plan(_insert_event("sqlite"), engine.dialect)
-            statement = insert_event.sql
-            row = cursor.execute(statement, insert_event.parameters(event)).fetchone()
-            if written := row is not None:
-                insert_delivery = driver.plan(_INSERT_DELIVERY, engine.dialect)
-                statement = insert_delivery.sql
-                cursor.execute(statement, insert_delivery.parameters({**delivery, "event_seq": row[0]}))
-            connection.commit()
+        connection.autocommit = True
+        cursor.execute(statement, _both_values(event, delivery))
+        written = cursor.fetchone() is not None
+        connection.autocommit = False
         cursor.close()
     except BaseException as exc:
         raw.invalidate()  # in an unknown state: the pool must not hand it out again

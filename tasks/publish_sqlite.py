@@ -42,24 +42,39 @@ CHECKPOINT_PAGES = 4000
 _local = threading.local()
 #: Bumped in a forked child: connections kept before the fork are not its own.
 _generation = 0
-#: A forked child's inherited connection: kept referenced so that it is never
-#: closed (closing it could checkpoint or unlock the parent's database).
+#: A forked child's inherited connections: kept referenced so that they are
+#: never closed (SQLite forbids using a connection across fork).
 _inherited = []
 
 
 class _Kept:
-    __slots__ = ("pool", "generation", "connection", "cursor")
+    __slots__ = ("pool", "generation", "pid", "connection", "cursor")
 
     def __init__(self, pool, connection):
-        self.pool, self.generation, self.connection = pool, _generation, connection
+        self.pool, self.generation, self.pid, self.connection = pool, _generation, os.getpid(), connection
         self.cursor = connection.cursor()
+
+    def close(self) -> None:
+        """Close the connection, unless this is a forked child: that keeps its parent's open for good."""
+        if self.pid != os.getpid():
+            _inherited.append(self.connection)
+            return
+        try:
+            self.connection.close()
+        except Exception:  # closing a broken connection may fail too; it is dropped either way
+            pass
+
+    # Dropped when its thread ends: close the connection now. A sqlite3
+    # connection and its statement cache refer to each other, so otherwise
+    # only the cyclic GC would close its files, long after.
+    __del__ = close
 
 
 def _after_fork_in_child() -> None:
     global _generation
     _generation += 1
     if (kept := getattr(_local, "kept", None)) is not None:
-        _inherited.append(kept)
+        _inherited.append(kept.connection)
         _local.kept = None
 
 
@@ -81,7 +96,7 @@ def _kept(engine) -> _Kept:
         kept.cursor.execute("PRAGMA busy_timeout=0")  # the waiting is done in insert()
         kept.cursor.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
     except BaseException:
-        connection.close()
+        kept.close()
         raise
     _local.kept = kept
     return kept
@@ -91,10 +106,7 @@ def _forget() -> None:
     """Close and drop this thread's connection (after an error it may be in any state)."""
     kept, _local.kept = getattr(_local, "kept", None), None
     if kept is not None:
-        try:
-            kept.connection.close()
-        except Exception:  # closing a broken connection may fail too; it is dropped either way
-            pass
+        kept.close()
 
 
 def _is_busy(exc) -> bool:

@@ -8,6 +8,7 @@ fails as it always did, writing nothing, once the lock is held past the
 when the engine is disposed and is not used by a forked child.
 """
 
+import gc
 import os
 import sqlite3
 import threading
@@ -105,3 +106,26 @@ def test_a_publishing_thread_gets_a_fresh_connection_after_dispose_and_in_a_fork
         assert os.waitstatus_to_exitcode(status) == 0
         assert publish_event("transcript", payload(3)) is not None
     assert stored(app) == (4, 4)
+
+
+def test_a_thread_that_published_and_ended_leaves_no_file_open(app, integration):
+    def publish_once(turn):
+        with app.app_context():
+            assert publish_event("transcript", payload(turn)) is not None
+            db.session.remove()
+
+    def open_files():
+        return len(os.listdir("/proc/self/fd"))
+
+    publish_once(0)  # the pool's own connection is open from here on
+    before = open_files()
+    gc.disable()  # the threads' connections must be closed as the threads end, not by a GC pass
+    try:
+        for turn in range(1, 21):
+            thread = threading.Thread(target=publish_once, args=(turn,))
+            thread.start()
+            thread.join()
+        assert open_files() <= before + 2
+    finally:
+        gc.enable()
+    assert stored(app) == (21, 21)

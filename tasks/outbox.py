@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from models import db, utcnow
 from models.events import CANCELLED, HELD, Attempt, Delivery, Event
 from models.settings import HELD_REASON, NEW_STATUS_SQL, wants_sql
-from tasks import driver, heads, publish_sqlite, rollups
+from tasks import driver, heads, publish_sqlite, rollups, sqlite_lock
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ def fence(token: str, ids) -> dict[int, str | None]:
     """Of ``ids``, the deliveries still held under ``token``, with their call ids (locked until the caller commits)."""
     if not ids:
         return {}
+    sqlite_lock.begin_writing(db.session)  # the write transaction's first statement
     return dict(db.session.execute(_FENCE, {"ids": list(ids), "token": token}).all())
 
 
@@ -155,6 +156,7 @@ def write(token: str, attempts: list[dict], changes: list[dict]) -> set[int]:
 
 def renew(token: str, ids, lease_seconds: float) -> int:
     """Extend the lease of ``ids`` held under ``token``; return how many still were. Commits."""
+    sqlite_lock.begin_writing(db.session)
     result = db.session.execute(_RENEW, {"ids": list(ids), "token": token,
                                          "lease": utcnow() + timedelta(seconds=lease_seconds)})
     db.session.commit()

@@ -13,10 +13,10 @@ Two things cost a publish on SQLite more than its statements:
   between tries while another connection (a worker's drain) holds the write
   lock, which it holds for far less than that. This connection has no busy
   handler: its first INSERT failing with SQLITE_BUSY has written nothing, so
-  it is rolled back and tried again after 50 µs, doubling up to 0.5 ms,
-  until ``models.BUSY_TIMEOUT_SECONDS`` (the same wait as every other
-  connection's) has passed; then it fails with the same "database is
-  locked" error as before. Once that INSERT holds the lock, the second
+  it is rolled back and tried again after the short pauses of
+  tasks.sqlite_lock, until ``models.BUSY_TIMEOUT_SECONDS`` (the same wait as
+  every other connection's) has passed; then it fails with the same
+  "database is locked" error as before. Once that INSERT holds the lock, the second
   INSERT and the commit cannot meet it. Its commits also leave the WAL
   checkpoints (and their disk flushes) to other connections while they can
   (CHECKPOINT_PAGES).
@@ -24,14 +24,11 @@ Two things cost a publish on SQLite more than its statements:
 
 import os
 import threading
-import time
 
 from sqlalchemy.exc import DBAPIError
 
-from models import BUSY_TIMEOUT_SECONDS
+from tasks.sqlite_lock import Pauses, is_busy
 
-FIRST_PAUSE = 50e-6
-LONGEST_PAUSE = 500e-6
 #: A commit that finds the WAL this long copies it into the database file and
 #: waits for two disk flushes (a checkpoint; synchronous=NORMAL). Every other
 #: connection does that at SQLite's 1,000 pages: with a worker running, its
@@ -109,10 +106,6 @@ def _forget() -> None:
         kept.close()
 
 
-def _is_busy(exc) -> bool:
-    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == 5  # SQLITE_BUSY and its extended codes
-
-
 def insert(engine, insert_event, insert_delivery, event: dict, delivery: dict) -> bool:
     """INSERT the event (if wanted) and its delivery and commit them, in one transaction; True if wanted.
 
@@ -130,22 +123,18 @@ def insert(engine, insert_event, insert_delivery, event: dict, delivery: dict) -
     try:
         kept = _kept(engine)
         cursor, statement = kept.cursor, insert_event.sql
-        deadline, pause = None, FIRST_PAUSE
+        pauses = None
         while True:
             try:
                 row = cursor.execute(statement, event_values).fetchone()
                 break
             except dbapi.OperationalError as exc:
-                if not _is_busy(exc):
+                if not is_busy(exc):
                     raise
                 kept.connection.rollback()  # ends the transaction the INSERT opened; nothing was written
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + BUSY_TIMEOUT_SECONDS
-                if now >= deadline:
+                pauses = pauses or Pauses()
+                if not pauses.sleep():
                     raise
-                time.sleep(min(pause, deadline - now))
-                pause = min(2 * pause, LONGEST_PAUSE)
         if row is not None:
             statement = insert_delivery.sql
             delivery_values[0] = row[0]  # event_seq: the statement's first parameter

@@ -4,8 +4,10 @@ A worker's drain holds the write lock for a moment at a time; a publish
 that meets it waits and then succeeds, within a fraction of a millisecond
 of the release (not SQLite's busy-handler sleeps of up to 100 ms), and
 fails as it always did, writing nothing, once the lock is held past the
-5 s timeout. The connection a thread keeps for its publishes is replaced
-when the engine is disposed and is not used by a forked child.
+5 s timeout. A drain's write that meets the publisher's lock goes ahead as
+soon. The connection a thread keeps for its publishes is replaced when the
+engine is disposed, is not used by a forked child, and is closed when the
+thread ends.
 """
 
 import gc
@@ -21,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 from events import example_envelope
 from models import BUSY_TIMEOUT_SECONDS, db
 from models.events import Delivery, Event
-from tasks import publish_event
+from tasks import outbox, publish_event
 
 
 @pytest.fixture
@@ -129,3 +131,17 @@ def test_a_thread_that_published_and_ended_leaves_no_file_open(app, integration)
     finally:
         gc.enable()
     assert stored(app) == (21, 21)
+
+
+def test_a_drains_write_that_meets_the_lock_goes_ahead_right_after_its_release(app, integration):
+    """A lease renewal (a drain's write transaction) waits in short sleeps too, for the same 5 s."""
+    with app.app_context():
+        publish_event("transcript", payload(0))
+        db.session.commit()
+        lock = WriteLock(app)
+        releaser = lock.release_after(0.25)
+        assert outbox.renew("another-drains-token", [1], 30) == 0
+        returned_at = time.monotonic()
+        releaser.join()
+        assert returned_at - lock.released_at < 0.05
+        db.session.remove()

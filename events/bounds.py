@@ -75,6 +75,61 @@ def check_json_value(value, path: str) -> tuple[str, str] | None:
     Paths are dotted like the schema errors' (``payload.transcript.3.message``);
     a bad key is reported on its object.
     """
+    # Every published event passes through here: a walk that builds no paths
+    # clears the usual payload, and only one it cannot clear is walked again
+    # below, which finds and names the problem (the same one as ever).
+    if _fine(value, 1):
+        return None
+    return _first_problem(value, path)
+
+
+def _fine_str(text: str) -> bool:
+    if text.isascii():
+        return "\x00" not in text
+    return _BAD_CHAR.search(text) is None
+
+
+def _fine(value, depth: int) -> bool:
+    """True when ``value`` (nested ``depth`` deep) is within the bounds; False: look closer.
+
+    Exact JSON types only, dispatched on ``type()``: anything else (a
+    subclass, an IntegerTooLong) is left to :func:`_first_problem`.
+    """
+    kind = type(value)
+    if kind is str:
+        return _fine_str(value)
+    if kind is dict:
+        if depth > MAX_DEPTH:
+            return False
+        for key, child in value.items():
+            if type(key) is not str or not _fine_str(key):
+                return False
+            kind = type(child)
+            if kind is str:
+                if not _fine_str(child):
+                    return False
+            elif not _fine(child, depth + 1):
+                return False
+        return True
+    if kind is list:
+        if depth > MAX_DEPTH:
+            return False
+        for child in value:
+            if type(child) is str:
+                if not _fine_str(child):
+                    return False
+            elif not _fine(child, depth + 1):
+                return False
+        return True
+    if kind is int:
+        return -_INT_LIMIT < value < _INT_LIMIT
+    if kind is float:
+        return math.isfinite(value)
+    return value is None or kind is bool
+
+
+def _first_problem(value, path: str) -> tuple[str, str] | None:
+    """check_json_value's answer, walking ``value`` depth first and naming every child's path."""
     stack = [(value, path, 1)]
     while stack:
         item, where, depth = stack.pop()

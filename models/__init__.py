@@ -47,6 +47,10 @@ def _clock_offset(path: str) -> float:
         return 0.0
 
 
+#: How long a SQLite connection waits for another's write lock before "database is locked".
+BUSY_TIMEOUT_SECONDS = 5.0
+
+
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record):
     """Let several workers and the web process write one SQLite file at once.
@@ -59,7 +63,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
         return
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

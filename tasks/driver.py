@@ -11,6 +11,7 @@ defaults filled in are left to SQLAlchemy.
 """
 
 import functools
+import operator
 from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError
@@ -25,11 +26,29 @@ class Plan:
     converters: tuple
     positional: bool
 
+    def __post_init__(self):
+        # Every publish builds its parameters here: one C-level itemgetter
+        # for the values, then only the few that have a processor converted.
+        names = tuple(name for name, _ in self.converters)
+        if len(names) == 1:
+            get = lambda row, name=names[0]: (row[name],)  # noqa: E731 (itemgetter of one is no tuple)
+        else:
+            get = operator.itemgetter(*names) if names else (lambda row: ())
+        object.__setattr__(self, "_names", names)
+        object.__setattr__(self, "_get", get)
+        object.__setattr__(self, "_convert", tuple((i, convert) for i, (_, convert) in enumerate(self.converters)
+                                                    if convert))
+
     def parameters(self, row: dict):
-        """``row`` as the driver takes it, each value stored as SQLAlchemy would store it."""
-        if self.positional:
-            return tuple(convert(row[name]) if convert else row[name] for name, convert in self.converters)
-        return {name: convert(row[name]) if convert else row[name] for name, convert in self.converters}
+        """``row`` as the driver takes it (a list, or a dict if named), each value stored as SQLAlchemy would.
+
+        A list, so that a caller can fill in a value only known later (the
+        delivery's event_seq); ``Connection.exec_driver_sql`` wants a tuple.
+        """
+        values = list(self._get(row))
+        for i, convert in self._convert:
+            values[i] = convert(values[i])
+        return values if self.positional else dict(zip(self._names, values))
 
 
 @functools.cache

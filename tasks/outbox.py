@@ -12,7 +12,8 @@ webhook-id). Leases are short and renewed while a batch is in flight
 one lease. Which deliveries are claimable (each call's head) is kept in
 ``deliveries.head`` on write; tasks.heads holds those statements. Every
 branch on the database (SQLite or PostgreSQL) of the delivery path is in
-these two modules and tasks.driver.
+these two modules, tasks.driver, tasks.statements and, for SQLite's
+write lock, tasks.sqlite_lock and tasks.publish_sqlite.
 """
 
 import functools
@@ -27,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from models import db, utcnow
 from models.events import CANCELLED, HELD, Attempt, Delivery, Event
 from models.settings import HELD_REASON, NEW_STATUS_SQL, wants_sql
-from tasks import driver, heads, rollups, statements
+from tasks import driver, heads, publish_sqlite, rollups, sqlite_lock, statements
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,10 @@ def claim(token: str, limit: int, lease_seconds: float) -> list[Claimed]:
     WHERE repeats the state and lease tests so a row claimed or closed
     meanwhile is skipped. Core rows, not ORM objects. The lease holds once
     the caller commits; every later write for these rows names ``token``
-    (see fence), so a drain whose lease was lost and taken over writes
+    (see write), so a drain whose lease was lost and taken over writes
     nothing.
     """
+    sqlite_lock.begin_writing(db.session)  # a no-op when claimed inside a batch's write
     now = utcnow()
     params = dict(heads.params(limit, now), lease=now + timedelta(seconds=lease_seconds), token=token)
     rows = statements.run(db.session, heads.claim_statement(db.engine.dialect.name), params, heads.RETURNED)
@@ -123,6 +125,8 @@ def write(token: str, attempts: list[dict], changes: list[dict]) -> set[int]:
     PostgreSQL concurrent drains queue on the current minute's row).
     """
     ids = {change["delivery_id"] for change in changes}
+    if changes:
+        sqlite_lock.begin_writing(db.session)  # the write transaction's first statement
     # executemany needs the same keys in every dict: cancellations set fewer columns.
     groups: dict[frozenset, list[dict]] = {}
     for change in changes:
@@ -154,6 +158,7 @@ def _still_held(token: str, ids) -> set[int]:
 
 def renew(token: str, ids, lease_seconds: float) -> int:
     """Extend the lease of ``ids`` held under ``token``; return how many still were. Commits."""
+    sqlite_lock.begin_writing(db.session)
     result = db.session.execute(_RENEW, {"ids": list(ids), "token": token,
                                          "lease": utcnow() + timedelta(seconds=lease_seconds)})
     db.session.commit()
@@ -222,38 +227,38 @@ def _insert_both_sql(dialect, wait_for_flush: bool) -> str:
     return _insert_both(wait_for_flush).compile(dialect=dialect).string
 
 
+@functools.cache
+def _sqlite_plans(dialect):
+    """SQLite: the event's and the delivery's INSERT as driver plans (the delivery's first parameter is event_seq)."""
+    insert_delivery = driver.plan(_INSERT_DELIVERY, dialect)
+    assert insert_delivery.converters[0][0] == "event_seq"
+    return driver.plan(_insert_event("sqlite"), dialect), insert_delivery
+
+
 def insert_new_alone(engine, event: dict, delivery: dict, wait_for_flush: bool) -> bool:
-    """Write a new event and its delivery in a transaction of their own, on a pooled driver connection; True if wanted.
+    """Write a new event and its delivery in a transaction of their own, on the driver's connection; True if wanted.
 
     PostgreSQL: one statement in autocommit (one round trip instead of
-    BEGIN, INSERT, COMMIT). SQLite: the two INSERTs and a commit. The
+    BEGIN, INSERT, COMMIT) on a pooled connection. SQLite: the two INSERTs
+    and a commit on the thread's own connection (tasks.publish_sqlite). The
     driver's connection directly: SQLAlchemy's execute and the session's
     commit around the same statements cost the engine as much CPU again.
     """
+    if engine.dialect.name != "postgresql":
+        return publish_sqlite.insert(engine, *_sqlite_plans(engine.dialect), event, delivery)
     dbapi = engine.dialect.dbapi
     try:
         raw = engine.raw_connection()
     except dbapi.Error as exc:  # the server is down: the same SQLAlchemy error as elsewhere
         raise DBAPIError.instance(None, None, exc, dbapi.Error) from exc
-    statement = None
+    statement = _insert_both_sql(engine.dialect, wait_for_flush)
     try:
         connection = raw.driver_connection
         cursor = connection.cursor()
-        if engine.dialect.name == "postgresql":
-            statement = _insert_both_sql(engine.dialect, wait_for_flush)
-            connection.autocommit = True
-            cursor.execute(statement, _both_values(event, delivery))
-            written = cursor.fetchone() is not None
-            connection.autocommit = False
-        else:
-            insert_event = driver.plan(_insert_event("sqlite"), engine.dialect)
-            statement = insert_event.sql
-            row = cursor.execute(statement, insert_event.parameters(event)).fetchone()
-            if written := row is not None:
-                insert_delivery = driver.plan(_INSERT_DELIVERY, engine.dialect)
-                statement = insert_delivery.sql
-                cursor.execute(statement, insert_delivery.parameters({**delivery, "event_seq": row[0]}))
-            connection.commit()
+        connection.autocommit = True
+        cursor.execute(statement, _both_values(event, delivery))
+        written = cursor.fetchone() is not None
+        connection.autocommit = False
         cursor.close()
     except BaseException as exc:
         raw.invalidate()  # in an unknown state: the pool must not hand it out again

@@ -22,14 +22,13 @@ log = logging.getLogger(__name__)
 
 def envelope_body(event_type: str, timestamp_utc: int, payload: dict, is_test: bool) -> str:
     """The seed's envelope as compact JSON: the exact bytes every attempt sends."""
-    envelope = {
-        "event_type": event_type,
-        "timestamp_utc": timestamp_utc,
-        "payload": payload,
-        "is_test": is_test,
-    }
-    # allow_nan=False: NaN or Infinity would be invalid JSON under a valid signature.
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODE({"event_type": event_type, "timestamp_utc": timestamp_utc, "payload": payload, "is_test": is_test})
+
+
+# One encoder for every envelope (json.dumps builds one per call with these
+# options). allow_nan=False: NaN or Infinity would be invalid JSON under a
+# valid signature.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> str | None:

@@ -57,7 +57,9 @@ def run(session, statement, values: dict, result_types: tuple = ()) -> list:
     if plan is None:
         result = session.execute(statement, values)
         return [list(row) for row in result] if result.returns_rows else []
-    result = connection.exec_driver_sql(plan.sql, plan.parameters(values))
+    parameters = plan.parameters(values)
+    # exec_driver_sql reads a list as many rows: one row goes as a tuple.
+    result = connection.exec_driver_sql(plan.sql, tuple(parameters) if plan.positional else parameters)
     if not result.returns_rows:
         return []
     rows = [list(row) for row in result]

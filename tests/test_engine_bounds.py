@@ -6,9 +6,11 @@ import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from events import example_envelope
+from events import bounds, example_envelope
 from models import db
 from models.events import Delivery, Event
 from tests.engine_input import api_body, via_api, via_python, via_rq
@@ -107,3 +109,29 @@ def test_a_chunked_body_over_256_kib_gets_413_not_a_cut_body(app, client, token,
     assert len(at_limit) == 256 * 1024
     assert chunked(at_limit).status_code == 202
     assert counts(app) == (1, 1)
+
+
+# Values of every kind the bounds judge: the bad ones (NaN, NUL, lone
+# surrogates, over-long integers, non-JSON types and keys, deep nesting) among
+# good ones, so a refusal's field path and message can be compared.
+_scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6)
+            | st.sampled_from(["\x00", "a\ud800", "é\x00", bounds.IntegerTooLong("1" * 4301),
+                               b"bytes", (1, 2), {1, 2}, float("inf")])
+            # 10**4300 itself: hypothesis cannot repr it inside sampled_from.
+            | st.sampled_from([1, -1]).map(lambda sign: sign * 10**4300))
+_keys = st.text(max_size=4) | st.sampled_from([1, None, "k\x00", "\udfff", bounds.IntegerTooLong("9" * 4301)])
+_values = st.recursive(_scalars, lambda children: st.lists(children, max_size=3)
+                       | st.dictionaries(_keys, children, max_size=3), max_leaves=12)
+
+
+def _nested(depth, leaf):
+    for i in range(depth):
+        leaf = [leaf] if i % 2 else {"k": leaf}
+    return leaf
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_values, st.tuples(st.integers(30, 34), _values).map(lambda t: _nested(*t))))
+def test_bounds_name_the_same_field_and_message_as_a_walk_of_every_value(value):
+    """check_json_value clears good payloads without building paths; its answer must not change."""
+    assert bounds.check_json_value(value, "payload") == bounds._first_problem(value, "payload")

@@ -101,31 +101,28 @@ def _fine(value, depth: int) -> bool:
     if kind is dict:
         if depth > MAX_DEPTH:
             return False
-        for key, child in value.items():
+        for key in value:
             if type(key) is not str or not _fine_str(key):
                 return False
-            kind = type(child)
-            if kind is str:
-                if not _fine_str(child):
-                    return False
-            elif not _fine(child, depth + 1):
-                return False
-        return True
+        return _all_fine(value.values(), depth)
     if kind is list:
-        if depth > MAX_DEPTH:
-            return False
-        for child in value:
-            if type(child) is str:
-                if not _fine_str(child):
-                    return False
-            elif not _fine(child, depth + 1):
-                return False
-        return True
+        return depth <= MAX_DEPTH and _all_fine(value, depth)
     if kind is int:
         return -_INT_LIMIT < value < _INT_LIMIT
     if kind is float:
         return math.isfinite(value)
     return value is None or kind is bool
+
+
+def _all_fine(children, depth: int) -> bool:
+    """:func:`_fine` for each of a container's ``children`` (strings checked here, the usual case)."""
+    for child in children:
+        if type(child) is str:
+            if not _fine_str(child):
+                return False
+        elif not _fine(child, depth + 1):
+            return False
+    return True
 
 
 def _first_problem(value, path: str) -> tuple[str, str] | None:

@@ -14,6 +14,7 @@ allowed networks always win over the default blocks.
 
 import ipaddress
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 _net = ipaddress.ip_network
@@ -187,12 +188,20 @@ def resolve_checked(host, port, allowed=()):
     return infos
 
 
-def check_url_host(url, allowed=()):
-    """Raise ``AddressNotAllowed`` if the host of ``url`` is refused.
+#: How long a form waits for the URL's name to resolve. ``getaddrinfo`` has
+#: no timeout of its own (a lost DNS packet costs the resolver's 5 s per
+#: try); a name that has not resolved by then counts as not resolving yet.
+FORM_RESOLVE_SECONDS = 2.0
+_form_resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="form-resolve")
 
-    Meant for form validation: a name that does not resolve (yet) is not an
-    error here, since the delivery itself will report it; the sender checks
-    again at connection time in any case.
+
+def check_url_host(url, allowed=()):
+    """Raise ``AddressNotAllowed`` if the host of ``url`` is refused; return within FORM_RESOLVE_SECONDS.
+
+    Meant for form validation: a name that does not resolve (yet), or not
+    within FORM_RESOLVE_SECONDS, is not an error here, since the delivery
+    itself will report it; the sender checks again at connection time in
+    any case.
     """
     parts = urlsplit(url)
     host = parts.hostname
@@ -205,7 +214,7 @@ def check_url_host(url, allowed=()):
     if port is None:
         port = 443 if parts.scheme == "https" else 80
     try:
-        resolve_checked(host, port, allowed)
-    except (socket.gaierror, UnicodeError):
-        # Unknown name, or one the IDNA codec cannot even encode.
+        _form_resolver.submit(resolve_checked, host, port, allowed).result(timeout=FORM_RESOLVE_SECONDS)
+    except (socket.gaierror, UnicodeError, TimeoutError):
+        # Unknown name, one the IDNA codec cannot even encode, or a resolver too slow to wait for.
         return

@@ -216,3 +216,32 @@ def test_encryption_key_can_be_rotated(app_config, auth_client, app):
     wrong = create_app({**app_config, "HOOKLINE_ENCRYPTION_KEY": "some-other-key"})
     with wrong.app_context(), pytest.raises(RuntimeError, match="HOOKLINE_ENCRYPTION_KEY"):
         get_settings()
+
+
+def test_a_resolver_that_does_not_answer_does_not_hold_the_save(auth_client, app, monkeypatch):
+    """A lost DNS answer costs getaddrinfo the resolver's 5 s per try: the form waits 2 s at most."""
+    import socket
+    import threading
+    import time
+
+    from tasks import netguard
+
+    answer = threading.Event()
+    real_getaddrinfo = socket.getaddrinfo
+
+    def silent_resolver(host, *args, **kwargs):
+        if host == "hooks.slow-dns.example.com":
+            answer.wait(30)  # until the test ends: a resolver that never answers meanwhile
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", silent_resolver)
+    try:
+        started = time.monotonic()
+        response = auth_client.post(URL, data=form_data(url="https://hooks.slow-dns.example.com/calls"))
+        waited = time.monotonic() - started
+    finally:
+        answer.set()
+    assert response.status_code == 302  # saved: the sender checks the address when it connects
+    assert saved(app).url == "https://hooks.slow-dns.example.com/calls"
+    assert netguard.FORM_RESOLVE_SECONDS <= waited < netguard.FORM_RESOLVE_SECONDS + 2

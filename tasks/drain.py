@@ -143,12 +143,23 @@ class Drainer:
         """
         batch, self.ahead = self.ahead, None
         began = time.monotonic()
-        if batch is None:
+        claimed_now = batch is None
+        if claimed_now:
             batch = self.claim()
-            db.session.commit()
+        # Whatever ends this batch, its lease stops being renewed: an error
+        # before it is recorded (the database gone mid-batch) must leave the
+        # lease to run out, so that a drain takes these calls up again, not
+        # keep them leased for as long as this process lives.
+        try:
+            if claimed_now:
+                db.session.commit()
+            return self.send_and_record(batch, began, claim_next) if batch.rows else None
+        finally:
+            self.keeper.let_go(batch.token)
+
+    def send_and_record(self, batch: Batch, began: float, claim_next: bool) -> int:
+        """run_batch's work for a claimed, committed batch: send it and record it; return its size."""
         rows = batch.rows
-        if not rows:
-            return None
         # A backlog: let another worker help while this one sends.
         # At most once a HELP_INTERVAL: asking is a Redis round trip, and it
         # fails anyway while the helper asked for last is still queued.
@@ -172,10 +183,7 @@ class Drainer:
                                     delivered_at=d.delivered_at, holds_call_until=d.holds_call_until,
                                     hold_seconds=self.hold_seconds, now=now)
                     for d, out, result in zip(wanted, outgoing, results)]
-        try:
-            self.write(batch, recorded, reasons, settings.url, claim_next)
-        finally:
-            self.keeper.let_go(batch.token)
+        self.write(batch, recorded, reasons, settings.url, claim_next)
         return len(rows)
 
     def write(self, batch: Batch, recorded, reasons: dict[int, str], url: str, claim_next: bool) -> None:

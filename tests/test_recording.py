@@ -180,3 +180,30 @@ def test_a_batch_that_outlasts_its_lease_keeps_it(app, app_config, integration, 
     # Each event once, one attempt each: the leases were renewed while the receiver took its time.
     assert len(receiver.requests) == len(ids)
     assert attempts == len(ids)
+
+
+def test_a_batch_that_fails_before_it_is_recorded_lets_its_lease_run_out(app, app_config, integration, receiver):
+    """A drain that fails mid-batch (here: it cannot decrypt the settings) stops renewing its lease.
+
+    Otherwise the lease keeper renews it for as long as the worker lives and
+    the call never goes on (seen with PostgreSQL restarted mid-burst).
+    """
+    from app import create_app
+
+    app.config.update(HOOKLINE_LEASE_SECONDS=0.6)  # renewed every 0.2 s while held
+    ids = publish_calls(app, 1)
+    wrong_key = create_app({**app_config, "HOOKLINE_LEASE_SECONDS": 0.6,
+                            "HOOKLINE_ENCRYPTION_KEY": "some-other-key"})
+    with wrong_key.app_context(), pytest.raises(RuntimeError, match="HOOKLINE_ENCRYPTION_KEY"):
+        Drainer(wrong_key.config).run_batch()  # claimed, then the settings cannot be read
+    with app.app_context():
+        assert db.session.scalar(select(Delivery.claimed_by)) is not None  # leased by the failed drain
+    # Three renewal periods later the lease has run out, and a drain sends the event.
+    wait_until(lambda: _drain_in(app) or receiver.requests, timeout=10, what="the event sent by another drain")
+    assert [r.headers["webhook-id"] for r in receiver.requests] == ids
+
+
+def _drain_in(app) -> bool:
+    with app.app_context():
+        drain(linger=0)
+    return False

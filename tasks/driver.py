@@ -69,20 +69,24 @@ def plan(statement, dialect, keys: tuple[str, ...] | None = None, many: bool = F
     return Plan(compiled.string, converters, compiled.positional)
 
 
-def executemany(session, statement, rows: list[dict]) -> None:
-    """Run ``statement`` once per dict of ``rows`` (all with the same keys) in the session's transaction."""
+def executemany(session, statement, rows: list[dict]) -> int:
+    """Run ``statement`` once per dict of ``rows`` (all with the same keys) in the session's transaction.
+
+    Returns how many rows it changed (both drivers count an executemany's
+    rows; psycopg sums its statements'): the drain's state UPDATE is its own fence.
+    """
     if not rows:
-        return
+        return 0
     connection = session.connection()
     compiled = plan(statement, connection.dialect, tuple(sorted(rows[0])), many=True)
     if compiled is None:
-        session.execute(statement, rows)
-        return
+        return session.execute(statement, rows).rowcount
     parameters = [compiled.parameters(row) for row in rows]
     dbapi = connection.dialect.dbapi
     cursor = connection.connection.driver_connection.cursor()
     try:
         cursor.executemany(compiled.sql, parameters)
+        return cursor.rowcount
     except dbapi.Error as exc:  # the SQLAlchemy error the rest of the app would raise
         raise DBAPIError.instance(compiled.sql, parameters, exc, dbapi.Error) from exc
     finally:

@@ -132,7 +132,7 @@ def write(token: str, attempts: list[dict], changes: list[dict]) -> set[int]:
     for change in changes:
         change = {**change, "held_by": token}
         groups.setdefault(frozenset(change), []).append(change)
-    written = sum(statements.run_many(db.session, _UPDATE_HELD, group) for group in groups.values())
+    written = sum(driver.executemany(db.session, _UPDATE_HELD, group) for group in groups.values())
     if written < len(ids):
         held = _still_held(token, ids)
         log.warning("lease lost for deliveries %s: another drain holds them; nothing written for them",

@@ -13,7 +13,6 @@ and values, and the engine's events and errors as for any statement.
 
 import functools
 
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import TextualSelect
 
@@ -68,26 +67,3 @@ def run(session, statement, values: dict, result_types: tuple = ()) -> list:
         for position, process in converters:
             row[position] = process(row[position])
     return rows
-
-
-def run_many(session, statement, rows: list[dict]) -> int:
-    """Execute ``statement`` once per dict of ``rows`` (same keys) as one executemany; return the rows it changed.
-
-    As tasks.driver.executemany, on the driver's cursor (no engine events),
-    but the count is returned: the drain's state UPDATE is its own fence.
-    """
-    connection = session.connection()
-    dialect = connection.dialect
-    plan = driver.plan(statement, dialect, tuple(sorted(rows[0])), many=True)
-    if plan is None:
-        return session.execute(statement, rows).rowcount
-    parameters = [plan.parameters(row) for row in rows]
-    cursor = connection.connection.driver_connection.cursor()
-    try:
-        # Both drivers count an executemany's rows (psycopg: the sum of its statements').
-        cursor.executemany(plan.sql, parameters)
-        return cursor.rowcount
-    except dialect.dbapi.Error as exc:  # the SQLAlchemy error the rest of the app would raise
-        raise DBAPIError.instance(plan.sql, parameters, exc, dialect.dbapi.Error) from exc
-    finally:
-        cursor.close()

@@ -8,11 +8,18 @@ gets a fresh database; its roll-ups are built the way the migration builds
 them for an existing log (tasks.rollups.rebuild), then a real gunicorn (2
 workers, as deployed) serves the pages to a signed-in requests.Session.
 
+The rows are mostly delivered, with the rarer kinds the log's filters look
+for: 1% failed, 0.1% cancelled, 0.1% of the rare ``error`` type, one in
+10,000 a Test-button delivery, and no open one (a filter that finds
+nothing is the one that would read the whole table without its index).
+
 Per page: the very first request to the fresh server; ``cold``, requests
 with the stats cache forgotten before each (every one computes the stats,
 as the first tab to poll after an interval does); and ``warm``, requests
-as they come (the stats computed at most once per interval). No VACUUM or
-ANALYZE beyond what the database does by itself: no worker runs here.
+as they come (the stats computed at most once per interval). Then each of
+the log's filters (FILTERS), warm, and one query string deep in the log
+(``before=``). No VACUUM or ANALYZE beyond what the database does by
+itself: no worker runs here.
 """
 
 import os
@@ -29,6 +36,16 @@ PAGES = {"log": "/settings/integrations/webhook/deliveries", "settings": "/setti
 #: Seconds between two deliveries, by shape (``day`` is computed from the row count).
 SPREAD_SECONDS = 2.0
 FAKE_SIGNATURE = "v1," + "A" * 44
+#: The log's filters as the page builds them (views.log_queries.LogFilter),
+#: common and rare values, alone and combined. ``{call}``, ``{msg}`` and
+#: ``{middle}`` are filled in from the rows.
+FILTERS = (
+    "status=delivered", "status=failed", "status=cancelled", "status=pending", "status=retrying",
+    "status=held", "event_type=transcript", "event_type=call_ended", "event_type=error",
+    "kind=real", "kind=test", "call_id={call}", "call_id={msg}", "status=failed&kind=real",
+    "event_type=error&status=failed", "event_type=error&kind=test", "status=failed&before={middle}",
+    "event_type=error&before={middle}",
+)
 
 
 def bulk_insert(app, rows: int, spacing: float) -> float:
@@ -42,7 +59,7 @@ def bulk_insert(app, rows: int, spacing: float) -> float:
     """
     from bench.scenarios import ceiling_body
     from models import db
-    from models.events import DELIVERED, FAILED, Attempt, Delivery, Event
+    from models.events import CANCELLED, DELIVERED, FAILED, Attempt, Delivery, Event
 
     started = time.time()
     base = started - rows * spacing
@@ -59,22 +76,23 @@ def bulk_insert(app, rows: int, spacing: float) -> float:
             created = func.strftime("%Y-%m-%d %H:%M:%f", moment, "unixepoch")
         else:
             created = cast(func.to_timestamp(moment), DateTime)
-        event_type = case((x % 40 == 1, "call_initiated"), (x % 40 == 2, "call_ringing"),
+        event_type = case((x % 1000 == 500, "error"), (x % 40 == 1, "call_initiated"), (x % 40 == 2, "call_ringing"),
                           (x % 40 == 3, "call_answered"), (x % 40 == 0, "call_ended"),
                           else_="transcript")
         db.session.execute(insert(Event).from_select(
             ["id", "event_type", "call_id", "timestamp_utc", "is_test", "body", "created_at"],
             select(literal("msg_bulk_") + cast(x, String), event_type,
-                   cast(x / 40 + 1_000_000, String), cast(moment, db.Integer), literal(False),
+                   cast(x / 40 + 1_000_000, String), cast(moment, db.Integer), x % 10_000 == 4321,
                    literal(ceiling_body().decode()), created).select_from(n)))
         failed = e.seq % 100 == 0
+        status = case((failed, FAILED), (e.seq % 1000 == 250, CANCELLED), else_=DELIVERED)
         db.session.execute(insert(Delivery).from_select(
             ["event_seq", "event_type", "call_id", "is_test", "status", "due_at",
              "attempt_count", "last_status_code", "last_duration_ms", "last_attempt_at",
              "delivered_at", "created_at"],
-            select(e.seq, e.event_type, e.call_id, e.is_test, case((failed, FAILED), else_=DELIVERED),
+            select(e.seq, e.event_type, e.call_id, e.is_test, status,
                    literal(None), case((failed, 5), else_=1), case((failed, 500), else_=200),
-                   1 + (e.seq * 7 % 500) * 0.4, e.created_at, case((failed, None), else_=e.created_at),
+                   1 + (e.seq * 7 % 500) * 0.4, e.created_at, case((status == DELIVERED, e.created_at), else_=None),
                    e.created_at).where(e.seq > last_seq)))
         headers = {"webhook-id": "msg_bulk", "webhook-timestamp": "1700000000",
                    "webhook-signature": FAKE_SIGNATURE, "X-Api-Key": "••••6789"}
@@ -129,8 +147,8 @@ def timed_get(session: requests.Session, url: str) -> float:
     return elapsed
 
 
-def measure(app, env: dict, logdir, samples: int) -> dict:
-    """Start gunicorn on the prepared database and time each page first, cold and warm."""
+def measure(app, env: dict, logdir, samples: int) -> tuple[dict, dict]:
+    """Start gunicorn on the prepared database; time each page first, cold and warm, then the filters."""
     from bench.scenarios import summary_ms
     from tasks import stats
 
@@ -161,10 +179,36 @@ def measure(app, env: dict, logdir, samples: int) -> dict:
                 cold.append(timed_get(session, base + path))
             warm = [timed_get(session, base + path) for _ in range(samples)]
             result[name].update(cold=summary_ms(cold), warm=summary_ms(warm))
-        return result
+        return result, time_filters(app, session, base + PAGES["log"], samples)
     finally:
         stop([server])
         out.close()
+
+
+def filter_values(app) -> dict:
+    """A call, a webhook-id and an id half-way down the log, for FILTERS' placeholders."""
+    from models import db
+    from models.events import Delivery, Event
+
+    with app.app_context():
+        middle = (db.session.scalar(select(func.max(Delivery.id))) or 0) // 2
+        call, msg = db.session.execute(select(Delivery.call_id, Event.id).join(Event)
+                                       .where(Delivery.id >= middle).order_by(Delivery.id).limit(1)).one()
+        db.session.rollback()
+    return {"call": call, "msg": msg, "middle": middle}
+
+
+def time_filters(app, session: requests.Session, url: str, samples: int) -> dict:
+    """Each of FILTERS on the log page, warm (the stats cached): {query string: summary}."""
+    from bench.scenarios import summary_ms
+
+    values = filter_values(app)
+    result = {}
+    for pattern in FILTERS:
+        query = pattern.format(**values)
+        timed_get(session, f"{url}?{query}")  # its plan prepared, its pages read once
+        result[pattern] = summary_ms([timed_get(session, f"{url}?{query}") for _ in range(samples)])
+    return result
 
 
 def run(workdir, server_url: str | None, redis_url: str, rows: int, samples: int, say) -> dict:
@@ -180,7 +224,7 @@ def run(workdir, server_url: str | None, redis_url: str, rows: int, samples: int
             say(f"[{db.kind}] log page, {shape}: {figures['insert_seconds']:.0f} s insert, "
                 f"{figures['rollup_seconds']:.0f} s roll-ups; timing through gunicorn")
             figures["spacing_seconds"] = spacing
-            figures["pages"] = measure(app, env, workdir / "logs", samples)
+            figures["pages"], figures["filters"] = measure(app, env, workdir / "logs", samples)
             results[shape] = figures
             with app.app_context():
                 from models import db as sqla

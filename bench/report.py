@@ -179,6 +179,16 @@ def build_lines(r: dict) -> list[Line]:
                          f"{cold['median_ms']:.0f}, p95 {cold['p95_ms']:.0f} ms; warm: p50 {warm['median_ms']:.0f}, "
                          f"p95 {warm['p95_ms']:.0f} ms (n={cold['n']}); insert {page['insert_seconds']:.0f} s, "
                          f"roll-ups built in {page['rollup_seconds']:.0f} s"))
+            filters = page.get("filters") or {}
+            if filters:
+                slowest = max(filters, key=lambda f: filters[f]["median_ms"])
+                lines.append(Line(
+                    f"7. log filters, slowest ({slowest}), {page['deliveries']:,} deliveries {where}{tag}",
+                    filters[slowest]["median_ms"], "ms", target="p50≤150, p95≤300",
+                    met=all(f["median_ms"] <= 150 and f["p95_ms"] <= 300 for f in filters.values()),
+                    box_busy=d["log_page"].get("box_cores_busy"),
+                    note="warm p50/p95 ms: " + "; ".join(
+                        f"{name} {f['median_ms']:.0f}/{f['p95_ms']:.0f}" for name, f in filters.items())))
     return lines
 
 

@@ -15,7 +15,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from models import db, utcnow
-from models.events import DELIVERED, FAILED, Delivery
+from models.events import DELIVERED, FAILED, Delivery, has_status
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def after_failure(settings) -> None:
         return
     failed_since, failures = db.session.execute(
         select(func.min(Delivery.created_at), func.count())
-        .where(real, Delivery.status == FAILED, Delivery.created_at >= (last_ok or now - 10 * window))
+        .where(real, has_status(Delivery.status, FAILED), Delivery.created_at >= (last_ok or now - 10 * window))
     ).one()
     if failures >= minimum and failed_since is not None and failed_since <= now - window:
         hours = config["HOOKLINE_AUTO_DISABLE_HOURS"]

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 
 from models import db, utcnow
-from models.events import CANCELLED, HELD, PENDING, Delivery
+from models.events import CANCELLED, HELD, PENDING, Delivery, has_status
 from tasks.queue import wake
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ DISCARDED = "Discarded: held while the integration was switched off, and the adm
 def held_summary() -> tuple[int, datetime | None]:
     """How many deliveries are held, and since when (the oldest one's publish time); one index range."""
     count, since = db.session.execute(
-        select(func.count(), func.min(Delivery.created_at)).where(Delivery.status == HELD)).one()
+        select(func.count(), func.min(Delivery.created_at)).where(has_status(Delivery.status, HELD))).one()
     return count, since
 
 
@@ -37,7 +37,7 @@ def send_held() -> int:
     would otherwise be sent before the held events of its call.
     """
     return db.session.execute(
-        update(Delivery).where(Delivery.status == HELD)
+        update(Delivery).where(has_status(Delivery.status, HELD))
         .values(status=PENDING, due_at=utcnow(), lease_until=None, claimed_by=None, last_error=None,
                 # open again: the claim works out which is each call's head (tasks.heads)
                 head=None)
@@ -48,7 +48,7 @@ def send_held() -> int:
 def discard_held() -> int:
     """Cancel every held delivery, saying why; return how many. The caller commits."""
     return db.session.execute(
-        update(Delivery).where(Delivery.status == HELD)
+        update(Delivery).where(has_status(Delivery.status, HELD))
         .values(status=CANCELLED, due_at=None, last_error=DISCARDED)
         .execution_options(synchronize_session=False)
     ).rowcount

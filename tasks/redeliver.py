@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import or_, update
 
 from models import db, utcnow
-from models.events import CANCELLED, DELIVERED, FAILED, PENDING, RETRYING, Delivery
+from models.events import CANCELLED, DELIVERED, FAILED, PENDING, RETRYING, Delivery, has_status
 from tasks.queue import wake
 
 log = logging.getLogger(__name__)
@@ -66,5 +66,5 @@ def redeliver_failed_since(since: datetime, *, include_cancelled: bool = False) 
     """
     statuses = (FAILED, CANCELLED) if include_cancelled else (FAILED,)
     # Test deliveries were the Test button's one-off checks: never sent again in bulk.
-    return _requeue(Delivery.status.in_(statuses), Delivery.created_at >= since,
-                    Delivery.is_test == False)  # noqa: E712 ("= false" can use an index)
+    return _requeue(has_status(Delivery.status, *statuses), Delivery.created_at >= since,
+                    ~Delivery.is_test)

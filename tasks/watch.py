@@ -20,7 +20,7 @@ from flask import current_app
 from sqlalchemy import func, or_, select
 
 from models import db, utcnow
-from models.events import FAILED, Attempt, Delivery, is_open
+from models.events import FAILED, Attempt, Delivery, has_status, is_open
 from tasks.testsend import describe
 
 #: Failed attempts in a row it takes (over HOOKLINE_FAILING_SECONDS) to call it failing.
@@ -66,7 +66,7 @@ def check(now: datetime | None = None) -> Health:
         return Health(False, has_open=bool(open_count))
     since = min(t for t in (run_first if failing_run else None, oldest if stuck else None) if t)
     failed = db.session.scalar(select(func.count()).select_from(Delivery).where(
-        Delivery.status == FAILED, Delivery.created_at >= since)) or 0
+        has_status(Delivery.status, FAILED), Delivery.created_at >= since)) or 0
     last = db.session.scalars(
         select(Attempt).where(Attempt.ok.is_(False)).order_by(Attempt.started_at.desc()).limit(1)).first()
     last_error = describe(last).headline.removeprefix("Failed: ") if last else None

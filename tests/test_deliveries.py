@@ -171,15 +171,19 @@ def test_keyset_pages_have_no_duplicates_or_gaps(auth_client, app):
 
 
 def test_each_filter_reads_an_index(app, mixed):
-    """SQLite's plan for each filter's page query names one of our indexes and needs no sort."""
+    """SQLite's plan for each filter's page query needs no sort: a rare value reads one of our
+    (partial) indexes, a common one walks the primary key newest first."""
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         pytest.skip("PostgreSQL plans depend on table statistics; checked by hand on 1M rows")
     from views.log_queries import LogFilter, log_page
 
-    filters = [{"status": "failed"}, {"event_type": "error"}, {"call_id": "c-1"}, {"kind": "test"},
-               {"status": "failed", "event_type": "error"}, {"kind": "real", "call_id": "c-1"}]
+    rare = [{"status": "failed"}, {"status": "pending"}, {"status": "retrying"}, {"status": "cancelled"},
+            {"status": "held"}, {"event_type": "error"}, {"call_id": "c-1"}, {"kind": "test"},
+            {"status": "failed", "event_type": "error"}, {"kind": "real", "call_id": "c-1"},
+            {"status": "delivered", "kind": "test"}]
+    common = [{"status": "delivered"}, {"event_type": "transcript"}, {"kind": "real"}]
     with app.app_context():
-        for args in filters:
+        for args in rare + common:
             statements = []
 
             def capture(conn, cursor, statement, parameters, context, executemany):
@@ -193,7 +197,10 @@ def test_each_filter_reads_an_index(app, mixed):
             statement, parameters = statements[-1]
             plan = " ".join(row[-1] for row in db.session.connection().exec_driver_sql(
                 "EXPLAIN QUERY PLAN " + statement, parameters))
-            assert "USING INDEX ix_deliveries_" in plan, (args, plan)
+            if args in rare:
+                assert "USING INDEX ix_deliveries_" in plan, (args, plan)
+            else:
+                assert plan.startswith(("SCAN deliveries", "SEARCH deliveries USING INTEGER PRIMARY KEY")), (args, plan)
             assert "TEMP B-TREE" not in plan, (args, plan)
 
 

@@ -15,7 +15,7 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy import case, func, select, text
 
 from models import db, utcnow
-from models.events import OPEN_STATES, STATES, Attempt, Delivery
+from models.events import STATES, Attempt, Delivery, is_open
 from extensions import get_redis
 from tasks.queue import HEARTBEAT_PREFIX, get_queue
 
@@ -106,7 +106,7 @@ class HooklineCollector:
         # Run every query before yielding, so a failure yields nothing half-done.
         counts = dict(db.session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
         now = utcnow()
-        oldest = db.session.scalar(select(func.min(Delivery.created_at)).where(Delivery.status.in_(OPEN_STATES)))
+        oldest = db.session.scalar(select(func.min(Delivery.created_at)).where(is_open(Delivery.status)))
         since = now - LATENCY_WINDOW
         latency = db.session.execute(
             select(

@@ -7,7 +7,7 @@ HOOKLINE_STUCK_SECONDS) so tests can shorten them.
 
 Cheap on purpose, as every panel page asks: one statement reads the run of
 attempts since the last success (ranges of the attempts' time index) and
-the open deliveries (the status index); only while failing, two more read
+the open deliveries (an index on open rows); only while failing, two more read
 how many failed and the last failure. The panel caches the answer for a
 few seconds (HOOKLINE_HEALTH_CACHE_SECONDS).
 """

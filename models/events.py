@@ -105,8 +105,8 @@ class Delivery(db.Model):
         # the common values (delivered, real, the usual types) walk the
         # primary key newest first instead, dense. Partial so that a publish
         # writes only the status one (pending) and a delivery only takes
-        # that entry out.
-        # created_at included so that "failed since" counts read the index only.
+        # that entry out; created_at in it so that the "failed since" counts
+        # read the index only.
         Index("ix_deliveries_status", "status", "id", "created_at",
               sqlite_where=literal_column(UNDELIVERED_SQL), postgresql_where=literal_column(UNDELIVERED_SQL)),
         Index("ix_deliveries_type", "event_type", "id",

@@ -16,7 +16,7 @@ F×M events once; the target is time(F×M) ≤ 1.1·F·time(M).
 import statistics
 import time
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bench import logpage, scenarios
 
@@ -41,6 +41,69 @@ def seed(ctx: scenarios.Context, rows: int) -> dict:
             "rollup_and_vacuum_seconds": time.time() - started}
 
 
+#: PostgreSQL: what the runs leave behind in the hot tables (dead row versions,
+#: non-HOT updates) and how much their files grow meanwhile.
+_TABLE_STATS = text(
+    "SELECT relname, n_live_tup, n_dead_tup, n_tup_upd, n_tup_hot_upd, autovacuum_count,"
+    " pg_relation_size(relid), pg_indexes_size(relid)"
+    " FROM pg_stat_user_tables WHERE relname IN ('events', 'deliveries', 'attempts', 'attempt_rollups')")
+_INDEX_SIZES = text(
+    "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes WHERE relname = 'deliveries'")
+
+
+def table_stats(ctx: scenarios.Context) -> dict:
+    """PostgreSQL: each hot table's row and update counts and sizes, and each deliveries index's size (else {})."""
+    from models import db
+
+    with ctx.app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            return {}
+        # Backends report their counts to the statistics once a second at most.
+        time.sleep(1.5)
+        with db.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+            tables = {row[0]: dict(zip(("live", "dead", "updated", "hot_updated", "autovacuums",
+                                        "table_bytes", "index_bytes"), row[1:]))
+                      for row in connection.execute(_TABLE_STATS)}
+            indexes = dict(connection.execute(_INDEX_SIZES).all())
+    return {"tables": tables, "deliveries_indexes": indexes}
+
+
+def database_cpu(ctx: scenarios.Context) -> float:
+    """PostgreSQL on this machine: CPU seconds so far of the server processes serving the bench's database (else 0).
+
+    The workers keep their connections for the whole line, so the
+    difference over a run is the server's work for that run's events.
+    """
+    import os
+
+    from models import db
+
+    with ctx.app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            return 0.0
+        with db.engine.connect() as connection:
+            pids = connection.exec_driver_sql(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()").scalars().all()
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile, or another machine's server
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _timed(ctx, workers, m: int, tag: str) -> dict:
+    """One line-3 run of ``m`` events on 2 workers, with the database server's CPU per event."""
+    cpu = database_cpu(ctx)
+    out = scenarios.hookline(ctx, workers, 2, m, tag)
+    out["database_cpu_per_event_ms"] = (database_cpu(ctx) - cpu) / m * 1000
+    return out
+
+
 def run(ctx: scenarios.Context, rows: int, m: int, factor: int, say) -> dict:
     """Seed the database, then time M events (three runs) and F×M events on 2 workers."""
     kind = ctx.database.kind
@@ -54,12 +117,18 @@ def run(ctx: scenarios.Context, rows: int, m: int, factor: int, say) -> dict:
         # time(M) is the median of three runs: one run of M lasts about a
         # second, and single runs of the same code moved by +-10% here.
         say(f"[{kind}] scaling: 2 workers, {m} events three times (time(M))")
-        small_runs = [scenarios.hookline(ctx, workers, 2, m, f"-small{i}")["seconds"] for i in (0, 1, 2)]
+        before_small = table_stats(ctx)
+        smalls = [_timed(ctx, workers, m, f"-small{i}") for i in (0, 1, 2)]
+        before_large = table_stats(ctx)
         say(f"[{kind}] scaling: 2 workers, {factor}×{m} events")
-        large = scenarios.hookline(ctx, workers, 2, factor * m, "-scaled")
+        large = _timed(ctx, workers, factor * m, "-scaled")
+        after_large = table_stats(ctx)
     finally:
         workers.close()
+    small_runs = [small["seconds"] for small in smalls]
     small_seconds = statistics.median(small_runs)
     return {"factor": factor, "small_seconds": small_seconds, "small_runs": small_runs,
+            "small_database_cpu_per_event_ms": [small["database_cpu_per_event_ms"] for small in smalls],
             "large_seconds": large["seconds"], "time_ratio": large["seconds"] / small_seconds,
-            "large": large, **seeded}
+            "large": large, **seeded,
+            "table_stats": {"before_small": before_small, "before_large": before_large, "after_large": after_large}}

@@ -12,8 +12,8 @@ webhook-id). Leases are short and renewed while a batch is in flight
 one lease. Which deliveries are claimable (each call's head) is kept in
 ``deliveries.head`` on write; tasks.heads holds those statements. Every
 branch on the database (SQLite or PostgreSQL) of the delivery path is in
-these two modules, tasks.driver, tasks.statements and, for SQLite's
-write lock, tasks.sqlite_lock and tasks.publish_sqlite.
+these two modules, tasks.driver, tasks.statements, tasks.publish_pg and,
+for SQLite's write lock, tasks.sqlite_lock and tasks.publish_sqlite.
 """
 
 import functools
@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, insert, literal_column, select, text, update
-from sqlalchemy.exc import DBAPIError
 
 from models import db, utcnow
 from models.events import CANCELLED, HELD, Attempt, Delivery, Event
 from models.settings import HELD_REASON, NEW_STATUS_SQL, wants_sql
-from tasks import driver, heads, publish_sqlite, rollups, sqlite_lock, statements
+from tasks import driver, heads, publish_pg, publish_sqlite, rollups, sqlite_lock, statements
 
 log = logging.getLogger(__name__)
 
@@ -170,19 +169,13 @@ def renew(token: str, ids, lease_seconds: float) -> int:
 _EVENT_COLUMNS = ("id", "event_type", "call_id", "timestamp_utc", "is_test", "body", "created_at")
 _DELIVERY_COLUMNS = ("event_type", "call_id", "is_test", "due_at", "created_at", "attempt_count")
 
-#: PostgreSQL, in the publish statement's WHERE: the statement is its own
-#: transaction, and this makes that transaction commit without waiting for
-#: the disk flush (synchronous_commit = off for it alone; see publish_event).
-_NO_FLUSH_WAIT_SQL = "set_config('synchronous_commit', 'off', true) = 'off'"
-
-
 def _values(table, columns, prefix=""):
     """Typed bind parameters for ``columns`` of ``table`` (named ``prefix`` + column)."""
     return [bindparam(prefix + c, type_=table.c[c].type) for c in columns]
 
 
 @functools.cache
-def _insert_event(dialect: str, wait_for_flush: bool = True):
+def _insert_event(dialect: str):
     """INSERT the event if the integration wants its type, RETURNING its seq (no row: not wanted).
 
     Built once per dialect: building and cache-keying a statement costs as
@@ -190,8 +183,6 @@ def _insert_event(dialect: str, wait_for_flush: bool = True):
     """
     events = Event.__table__
     wanted = select(*_values(events, _EVENT_COLUMNS)).where(text(wants_sql(dialect)))
-    if not wait_for_flush:
-        wanted = wanted.where(text(_NO_FLUSH_WAIT_SQL))
     return insert(events).from_select(_EVENT_COLUMNS, wanted).returning(events.c.seq)
 
 
@@ -203,13 +194,13 @@ _INSERT_DELIVERY = insert(Delivery.__table__).from_select(
 
 
 @functools.cache
-def _insert_both(wait_for_flush: bool):
+def _insert_both():
     """PostgreSQL: the event (if wanted) and, from its RETURNING, the delivery, in one statement.
 
     Its parameters are named as its columns (the delivery's with a ``d_`` prefix).
     """
     deliveries = Delivery.__table__
-    new_event = _insert_event("postgresql", wait_for_flush).cte("new_event")
+    new_event = _insert_event("postgresql").cte("new_event")
     return insert(deliveries).from_select(
         ["event_seq", *_DELIVERY_COLUMNS, "status"],
         select(new_event.c.seq, *_values(deliveries, _DELIVERY_COLUMNS, prefix="d_"), literal_column(NEW_STATUS_SQL)),
@@ -222,9 +213,9 @@ def _both_values(event: dict, delivery: dict) -> dict:
 
 
 @functools.cache
-def _insert_both_sql(dialect, wait_for_flush: bool) -> str:
+def _insert_both_sql(dialect) -> str:
     """``_insert_both`` compiled once to the driver's SQL text."""
-    return _insert_both(wait_for_flush).compile(dialect=dialect).string
+    return _insert_both().compile(dialect=dialect).string
 
 
 @functools.cache
@@ -236,44 +227,24 @@ def _sqlite_plans(dialect):
 
 
 def insert_new_alone(engine, event: dict, delivery: dict, wait_for_flush: bool) -> bool:
-    """Write a new event and its delivery in a transaction of their own, on the driver's connection; True if wanted.
+    """Write a new event and its delivery in a transaction of their own, on the thread's own connection; True if wanted.
 
-    PostgreSQL: one statement in autocommit (one round trip instead of
-    BEGIN, INSERT, COMMIT) on a pooled connection. SQLite: the two INSERTs
-    and a commit on the thread's own connection (tasks.publish_sqlite). The
-    driver's connection directly: SQLAlchemy's execute and the session's
-    commit around the same statements cost the engine as much CPU again.
+    PostgreSQL: one statement in autocommit, one round trip (no BEGIN and
+    COMMIT, no pool checkout and its ping: tasks.publish_pg), which waits
+    for the disk flush only if ``wait_for_flush``. SQLite: the
+    two INSERTs and a commit (tasks.publish_sqlite). The driver's
+    connection directly: SQLAlchemy's execute and the session's commit
+    around the same statements cost the engine as much CPU again.
     """
     if engine.dialect.name != "postgresql":
         return publish_sqlite.insert(engine, *_sqlite_plans(engine.dialect), event, delivery)
-    dbapi = engine.dialect.dbapi
-    try:
-        raw = engine.raw_connection()
-    except dbapi.Error as exc:  # the server is down: the same SQLAlchemy error as elsewhere
-        raise DBAPIError.instance(None, None, exc, dbapi.Error) from exc
-    statement = _insert_both_sql(engine.dialect, wait_for_flush)
-    try:
-        connection = raw.driver_connection
-        cursor = connection.cursor()
-        connection.autocommit = True
-        cursor.execute(statement, _both_values(event, delivery))
-        written = cursor.fetchone() is not None
-        connection.autocommit = False
-        cursor.close()
-    except BaseException as exc:
-        raw.invalidate()  # in an unknown state: the pool must not hand it out again
-        if isinstance(exc, dbapi.Error):  # the SQLAlchemy error the rest of the app would raise
-            raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
-        raise
-    finally:
-        raw.close()
-    return written
+    return publish_pg.insert(engine, _insert_both_sql(engine.dialect), _both_values(event, delivery), wait_for_flush)
 
 
 def insert_new(conn, event: dict, delivery: dict) -> bool:
     """INSERT a new event and its delivery on ``conn``, in its transaction (both or neither); True if wanted."""
     if conn.dialect.name == "postgresql":
-        return conn.execute(_insert_both(True), _both_values(event, delivery)).scalar() is not None
+        return conn.execute(_insert_both(), _both_values(event, delivery)).scalar() is not None
     seq = conn.execute(_insert_event(conn.dialect.name), event).scalar()
     if seq is not None:
         conn.execute(_INSERT_DELIVERY, {**delivery, "event_seq": seq})

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from events import example_envelope
 from models import db
 from models.events import Delivery, Event
-from tasks import publish_event
+from tasks import publish_event, publish_pg
 from tests.support.postgres import private_postgres  # noqa: F401 (a fixture)
 
 PUBLISHES = 40
@@ -28,15 +28,14 @@ PRIVATE_POSTGRES_FSYNC = True  # the flushes are what the test counts
 def wal_syncs() -> int:
     """How many times the server has flushed its WAL to disk so far.
 
-    Counted through the pool's one connection, the one publish used: a
-    backend hands its counts to the shared statistics only now and then,
-    and ``pg_stat_force_next_flush`` makes it do so when this transaction ends.
+    Counted through the connection the publishes used, this thread's own
+    (tasks.publish_pg): a backend hands its counts to the shared statistics
+    only now and then, and ``pg_stat_force_next_flush`` makes it do so when
+    this statement's transaction ends.
     """
-    assert db.engine.pool.checkedin() == 1, "publish and this count must share one connection"
-    with db.engine.connect() as conn:
-        conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
-        conn.commit()
-        return conn.exec_driver_sql("SELECT wal_sync FROM pg_stat_wal").scalar()
+    cursor = publish_pg._kept(db.engine).cursor
+    cursor.execute("SELECT pg_stat_force_next_flush()")
+    return cursor.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0]
 
 
 @pytest.fixture
@@ -59,7 +58,7 @@ def test_a_publish_waits_for_the_disk_flush_only_when_configured(postgres_app, s
     postgres_app.config["HOOKLINE_PUBLISH_SYNC_COMMIT"] = sync_commit
     payload = example_envelope("call_answered")["payload"]
     with postgres_app.app_context():
-        publish_event("call_answered", payload)  # the pool's connection, opened
+        publish_event("call_answered", payload)  # the thread's connection, opened
         before = wal_syncs()
         ids = [publish_event("call_answered", payload) for _ in range(PUBLISHES)]
         flushes = wal_syncs() - before

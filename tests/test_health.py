@@ -10,6 +10,7 @@ from app import create_app
 from events import example_envelope
 from models import db
 from tasks import publish_event
+from tasks.queue import flush_rings
 from tests.conftest import free_port
 from tests.support.receiver import Reply
 
@@ -87,7 +88,7 @@ def test_metrics_has_every_family(app, auth_client, integration, receiver):
     auth_client.post("/settings/integrations/webhook/test", data={"event_type": "call_ended"})
     with app.app_context():
         publish_event("call_ringing", example_envelope("call_ringing")["payload"])  # no worker: stays pending
-    time.sleep(0.05)
+        assert flush_rings()  # the Waker thread has queued its drain job
 
     samples = scrape(app.test_client())  # no login needed
     assert samples[("hookline_deliveries", (("status", "delivered"),))] == 1

@@ -11,13 +11,33 @@ defaults filled in are left to SQLAlchemy.
 """
 
 import functools
+import json
 import operator
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import c_make_encoder, encode_basestring_ascii
 
+from sqlalchemy import JSON
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.exc import DBAPIError
+
+
+def _json_dumps():
+    """``json.dumps`` with its defaults, its C encoder built once rather than on every call.
+
+    The same text for every value json.dumps encodes; a value holding itself
+    raises RecursionError instead of ValueError (no circular check: a
+    shared check would keep stale marks after an error).
+    """
+    if c_make_encoder is None:  # a Python without the C accelerator
+        return json.dumps
+    encode = c_make_encoder(None, json.JSONEncoder().default, encode_basestring_ascii, None,
+                            ": ", ", ", False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+dumps = _json_dumps()
 
 
 def bind_processor(type_, dialect):
@@ -27,10 +47,15 @@ def bind_processor(type_, dialect):
     ``isoformat`` writes the same text for a naive datetime ("YYYY-MM-DD
     HH:MM:SS.ffffff", microseconds always), several times faster, and a
     drain binds several datetimes per attempt. Anything else (an aware
-    datetime, a date, None) goes through SQLAlchemy's own.
+    datetime, a date, None) goes through SQLAlchemy's own. SQLite's JSON
+    (when the engine has no serializer of its own) is SQLAlchemy's
+    processor around :data:`dumps`: two per attempt.
     """
     impl = type_.dialect_impl(dialect)
     process = impl.bind_processor(dialect)
+    if (process is not None and isinstance(impl, JSON) and dialect.name == "sqlite"
+            and dialect._json_serializer is None and hasattr(impl, "_make_bind_processor")):
+        return impl._make_bind_processor(impl._str_impl.bind_processor(dialect), dumps)
     if (process is None or not isinstance(impl, SQLITE_DATETIME)
             or impl._storage_format != SQLITE_DATETIME._storage_format):
         return process

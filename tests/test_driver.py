@@ -4,7 +4,7 @@ import random
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import DateTime, select, update
+from sqlalchemy import JSON, DateTime, null, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -73,3 +73,17 @@ def test_a_value_too_long_for_its_column_is_refused_not_cut(app, integration):
             driver.executemany(db.session, outbox._UPDATE_HELD, changes)
         db.session.rollback()
 
+
+def test_json_is_written_as_json_dumps_writes_it():
+    values = [{}, {"Content-Type": "application/json", "webhook-id": "msg_1", "X-Ünï": "✓ \"q\" \\ \n\x00"},
+              [1, 2.5, float("nan"), float("inf"), None, True, False, "s"], "just a string", 3, None,
+              {"nested": {"list": [{"a": 1e300}, -0.0]}, 1: "int key", None: "none key", 2.5: "float key"}]
+    assert [driver.dumps(v) for v in values] == [__import__("json").dumps(v) for v in values]
+    with pytest.raises(TypeError):
+        driver.dumps({"a": object()})
+    assert driver.dumps({"after": "an error"}) == '{"after": "an error"}'
+    dialect = sqlite.dialect()
+    ours = driver.bind_processor(JSON(), dialect)
+    theirs = JSON().dialect_impl(dialect).bind_processor(dialect)
+    assert [ours(v) for v in values] == [theirs(v) for v in values]
+    assert ours(JSON.NULL) == theirs(JSON.NULL) and ours(null()) == theirs(null()) is None

@@ -139,6 +139,8 @@ def _postgresql_rows(compiled: Plan, types: tuple, count: int) -> str | None:
 
     rows = ", ".join(row(i) for i in range(count))
     sql = compiled.sql
+    if "%%" in sql:  # a literal percent sign, escaped for psycopg's placeholders: a raw cursor would keep both
+        return None
     if sql.startswith("INSERT ") and sql.endswith(")") and " VALUES (" in sql and "RETURNING" not in sql:
         return sql[:sql.index(" VALUES (")] + " VALUES " + rows
     if sql.startswith("UPDATE ") and sql.count(" WHERE ") == 1 and " FROM " not in sql:

@@ -122,7 +122,7 @@ def plan(statement, dialect, keys: tuple[str, ...] | None = None, many: bool = F
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)
 def _postgresql_rows(compiled: Plan, types: tuple, count: int) -> str | None:
     """``compiled`` (one row, psycopg's named placeholders) as one statement for ``count`` rows, or None.
 
@@ -209,7 +209,7 @@ def executemany(session, statement, rows: list[dict]) -> int:
     compiled = plan(statement, connection.dialect, tuple(sorted(rows[0])), many=True)
     if compiled is None:
         return session.execute(statement, rows).rowcount
-    if connection.dialect.name == "postgresql" and not compiled.positional:
+    if connection.dialect.driver == "psycopg" and not compiled.positional:
         written = _run_postgresql(connection, statement, compiled, rows)
         if written is not None:
             return written

@@ -11,7 +11,7 @@ receiver can make a row impossible to write.
 import re
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from models import utcnow
 from models.events import DELIVERED, FAILED, RETRYING
@@ -175,3 +175,20 @@ def record(out: Outgoing, result, schedule, *, started: datetime, final: bool = 
         status=status, due_at=due_at,
     )
     return Recorded(attempt, change, gone=gone, failed=failed)
+
+
+def naive_utc(timestamp: float) -> datetime:
+    """A ``time.time()`` value as the naive UTC datetime the models store (see models.utcnow)."""
+    return datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None)
+
+
+def record_batch(claimed, outgoing: list[Outgoing], results, schedule, hold_seconds: float) -> list[Recorded]:
+    """:func:`record` for each send of a drain's batch, in order; the clock is read once, for the whole batch.
+
+    ``claimed`` are the deliveries (tasks.outbox.Claimed) the requests
+    ``outgoing`` were made for, ``results`` what the sender returned.
+    """
+    now = utcnow()
+    return [record(out, result, schedule, started=naive_utc(result.started_at), delivered_at=d.delivered_at,
+                   holds_call_until=d.holds_call_until, hold_seconds=hold_seconds, now=now)
+            for d, out, result in zip(claimed, outgoing, results)]

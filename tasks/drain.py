@@ -15,14 +15,13 @@ the order they were published whatever the number of workers.
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import redis
 from flask import current_app
 from sqlalchemy.exc import DBAPIError
 
 from extensions import get_sender
-from models import db, utcnow
+from models import db
 from models.settings import WebhookSettings, get_settings, refusal
 from tasks import attempts, autodisable, leases, outbox, pacing, retry
 from tasks.outbox import Claimed, claim, has_due_work, new_token  # noqa: F401 (has_due_work: the tick's)
@@ -34,11 +33,6 @@ log = logging.getLogger(__name__)
 
 #: A drain behind on its backlog asks for a helper at most this often (seconds).
 HELP_INTERVAL = 1.0
-
-
-def _naive_utc(timestamp: float) -> datetime:
-    """A ``time.time()`` value as the naive UTC datetime the models store (see models.utcnow)."""
-    return datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None)
 
 
 @dataclass
@@ -160,9 +154,8 @@ class Drainer:
     def send_and_record(self, batch: Batch, began: float, claim_next: bool) -> int:
         """run_batch's work for a claimed, committed batch: send it and record it; return its size."""
         rows = batch.rows
-        # A backlog: let another worker help while this one sends.
-        # At most once a HELP_INTERVAL: asking is a Redis round trip, and it
-        # fails anyway while the helper asked for last is still queued.
+        # A backlog: let another worker help while this one sends. At most once a HELP_INTERVAL:
+        # asking is a Redis round trip, and it fails anyway while the helper asked for last is queued.
         if pacing.is_behind(rows, self.batch_size) and time.monotonic() - self.asked_for_help_at >= HELP_INTERVAL:
             self.asked_for_help_at = time.monotonic()
             _redis(ask_for_help)
@@ -178,11 +171,7 @@ class Drainer:
         if streaming:
             # Sent already: only the next claim waits, for more of the stream.
             time.sleep(max(0.0, began + pacing.GATHER_SECONDS - time.monotonic()))
-        now = utcnow()
-        recorded = [attempts.record(out, result, self.schedule, started=_naive_utc(result.started_at),
-                                    delivered_at=d.delivered_at, holds_call_until=d.holds_call_until,
-                                    hold_seconds=self.hold_seconds, now=now)
-                    for d, out, result in zip(wanted, outgoing, results)]
+        recorded = attempts.record_batch(wanted, outgoing, results, self.schedule, self.hold_seconds)
         self.write(batch, recorded, reasons, settings.url, claim_next)
         return len(rows)
 

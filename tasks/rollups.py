@@ -11,7 +11,7 @@ import functools
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from models import db, utcnow
@@ -54,17 +54,43 @@ def _upsert_statement(dialect: str):
     )
 
 
+@functools.cache
+def _upsert_one_postgresql():
+    """PostgreSQL: the same upsert for one minute, its counts bound as one integer array.
+
+    One parameter per column made psycopg parse the statement again on
+    every execute (it caches only statements of up to 50 parameters) and
+    dump 85 values: the most CPU of any statement a batch runs. The array
+    goes as its text form, which PostgreSQL parses (psycopg dumps a list
+    item by item in Python). Same rows written.
+    """
+    table = rollups.name
+    names = ", ".join(COLUMNS)
+    picked = ", ".join(f"c[{i}]" for i in range(1, len(COLUMNS) + 1))
+    added = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in COLUMNS)
+    return text(f"INSERT INTO {table} (minute, {names}) SELECT :minute, {picked}"
+                f" FROM (SELECT CAST(:counts AS INTEGER[]) AS c) AS v"
+                f" ON CONFLICT (minute) DO UPDATE SET {added}")
+
+
 def add(tallies: dict[int, list[int]]) -> None:
     """Add per-minute counts to the roll-ups in the session's transaction (one statement); the caller commits."""
-    if tallies:
-        rows = _rows(tallies)
-        # Usually one row (the current minute): a plain execute, not an
-        # executemany (psycopg runs one of those as a pipeline, for one row too).
-        statement = _upsert_statement(db.engine.dialect.name)
-        if len(rows) == 1:
-            statements.run(db.session, statement, rows[0])
-        else:
-            db.session.execute(statement, rows)
+    if not tallies:
+        return
+    dialect = db.engine.dialect.name
+    # Usually one minute (the current one): a plain execute, not an
+    # executemany (psycopg runs one of those as a pipeline, for one row too).
+    if len(tallies) == 1 and dialect == "postgresql":
+        (minute, counts), = tallies.items()
+        array = "{" + ",".join(map(str, counts)) + "}"
+        statements.run(db.session, _upsert_one_postgresql(), {"minute": minute, "counts": array})
+        return
+    rows = _rows(tallies)
+    statement = _upsert_statement(dialect)
+    if len(rows) == 1:
+        statements.run(db.session, statement, rows[0])
+    else:
+        db.session.execute(statement, rows)
 
 
 def add_batch(attempts: list[dict], changes: list[dict]) -> None:

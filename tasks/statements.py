@@ -24,8 +24,7 @@ def _text_plan(statement, dialect) -> driver.Plan:
     """A text statement compiled once for ``dialect``, as tasks.driver.plan compiles a Core one."""
     compiled = statement.compile(dialect=dialect)
     names = compiled.positiontup if compiled.positional else list(compiled.binds)
-    converters = tuple((name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-                       for name in names)
+    converters = tuple((name, driver.bind_processor(compiled.binds[name].type, dialect)) for name in names)
     return driver.Plan(compiled.string, converters, compiled.positional)
 
 

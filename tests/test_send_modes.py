@@ -157,13 +157,14 @@ def test_a_helper_stops_at_its_first_small_batch(app, integration, receiver):
 
 def test_a_helper_goes_on_while_its_share_of_the_backlog_is_a_quarter_batch_or_more(app, integration, receiver):
     # The listening drain holds the heads of most calls, so a helper's batches
-    # are rarely full: twelve old heads (over a quarter of 32) keep it going
+    # are rarely full: old heads over a quarter of a batch keep it going
     # until the backlog is gone.
-    publish_calls(app, 12, THREE_EVENTS)
+    calls = app.config["HOOKLINE_BATCH_SIZE"] // 4 + 4
+    publish_calls(app, calls, THREE_EVENTS)
     _due_since(app, 1.0)
     with app.app_context():
-        assert drain(helper=True) == 36
-    assert len(receiver.wait_for(36)) == 36
+        assert drain(helper=True) == 3 * calls
+    assert len(receiver.wait_for(3 * calls)) == 3 * calls
 
 
 def test_a_busy_drain_keeps_saying_it_listens(app, integration, receiver):

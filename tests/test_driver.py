@@ -1,0 +1,89 @@
+"""tasks.driver: the drain's batch statements store what SQLAlchemy would, and count what they changed."""
+
+import random
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import JSON, DateTime, null, select, update
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
+
+from models import db, utcnow
+from models.events import Attempt, Delivery
+from tasks import driver, outbox
+from tests.support import publish_calls
+
+
+def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them():
+    dialect = sqlite.dialect()
+    ours = driver.bind_processor(DateTime(), dialect)
+    theirs = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    values = [None, datetime(2026, 12, 6, 10), datetime(999, 1, 2, 3, 4, 5, 6), datetime.min, datetime.max,
+              date(2026, 1, 1), datetime(2026, 1, 1, 5, tzinfo=timezone(timedelta(hours=3)))]
+    rng = random.Random(23)
+    values += [datetime(1970, 1, 1) + timedelta(microseconds=rng.randrange(2 ** 55)) for _ in range(10_000)]
+    assert [ours(v) for v in values] == [theirs(v) for v in values]
+
+
+def _claimed(app, count: int, token: str) -> list[int]:
+    publish_calls(app, count)
+    with app.app_context():
+        db.session.execute(update(Delivery).values(claimed_by=token))
+        db.session.commit()
+        return db.session.scalars(select(Delivery.id).order_by(Delivery.id)).all()
+
+
+@pytest.mark.parametrize("per_statement", [500, 2], ids=["one statement", "in chunks"])
+def test_a_batch_write_changes_and_counts_only_the_rows_still_held(app, integration, monkeypatch, per_statement):
+    # On PostgreSQL the rows go as one statement (or several of at most
+    # _ROWS_PER_STATEMENT rows): the count is still that of the rows changed,
+    # the fence of tasks.outbox.write.
+    monkeypatch.setattr(driver, "_ROWS_PER_STATEMENT", per_statement)
+    ids = _claimed(app, 5, "ours")
+    now = utcnow().replace(microsecond=123456)
+    with app.app_context():
+        db.session.execute(update(Delivery).where(Delivery.id == ids[0]).values(claimed_by="theirs"))
+        changes = [dict(delivery_id=i, held_by="ours", status="retrying", attempt_count=1, last_attempt_at=now,
+                        last_status_code=None if i % 2 else 503, last_duration_ms=1.5, lease_until=None,
+                        delivered_at=None, last_error="it's \"down\" ✓", holds_call_until=now, due_at=now)
+                   for i in ids]
+        assert driver.executemany(db.session, outbox._UPDATE_HELD, changes) == 4
+        attempts = [dict(delivery_id=i, number=1, started_at=now, duration_ms=1.5, status_code=503, ok=False,
+                         url="http://x/", request_headers={"a": "b ✓"}, response_headers={},
+                         response_body=None, error_kind="status", error_message="503") for i in ids[1:]]
+        assert driver.executemany(db.session, outbox._INSERT_ATTEMPTS, attempts) == 4
+        db.session.commit()
+        rows = db.session.execute(select(Delivery.status, Delivery.last_status_code, Delivery.last_error,
+                                         Delivery.due_at).order_by(Delivery.id)).all()
+        assert rows[0].status == "pending"
+        assert [tuple(r) for r in rows[1:]] == [("retrying", None if i % 2 else 503, "it's \"down\" ✓", now)
+                                               for i in ids[1:]]
+        stored = db.session.execute(select(Attempt.delivery_id, Attempt.request_headers, Attempt.response_headers,
+                                           Attempt.started_at).order_by(Attempt.id)).all()
+        assert [tuple(r) for r in stored] == [(i, {"a": "b ✓"}, {}, now) for i in ids[1:]]
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut(app, integration):
+    ids = _claimed(app, 2, "ours")
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite does not enforce a VARCHAR's length")
+        changes = [dict(delivery_id=i, held_by="ours", status="x" * 40) for i in ids]
+        with pytest.raises(DBAPIError):
+            driver.executemany(db.session, outbox._UPDATE_HELD, changes)
+        db.session.rollback()
+
+
+def test_json_is_written_as_json_dumps_writes_it():
+    values = [{}, {"Content-Type": "application/json", "webhook-id": "msg_1", "X-Ünï": "✓ \"q\" \\ \n\x00"},
+              [1, 2.5, float("nan"), float("inf"), None, True, False, "s"], "just a string", 3, None,
+              {"nested": {"list": [{"a": 1e300}, -0.0]}, 1: "int key", None: "none key", 2.5: "float key"}]
+    assert [driver.dumps(v) for v in values] == [__import__("json").dumps(v) for v in values]
+    with pytest.raises(TypeError):
+        driver.dumps({"a": object()})
+    assert driver.dumps({"after": "an error"}) == '{"after": "an error"}'
+    dialect = sqlite.dialect()
+    ours = driver.bind_processor(JSON(), dialect)
+    theirs = JSON().dialect_impl(dialect).bind_processor(dialect)
+    assert [ours(v) for v in values] == [theirs(v) for v in values]
+    assert ours(JSON.NULL) == theirs(JSON.NULL) and ours(null()) == theirs(null()) is None

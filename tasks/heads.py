@@ -111,11 +111,29 @@ def _id_among(dialect: str, column: str, ids: str) -> str:
     return f"{column} = ANY(ARRAY({ids}))" if dialect == "postgresql" else f"{column} IN ({ids})"
 
 
+def _open_by_id(dialect: str, condition: str = OPEN_SQL) -> str:
+    """``condition`` (open rows, or open rows of a flag) for rows already picked by id.
+
+    On PostgreSQL written so that it matches no partial index's predicate:
+    statistics taken while nothing was open make those indexes look empty,
+    and the planner then scanned a whole backlog through one of them to find
+    the few ids it was given, instead of looking each up by primary key.
+    """
+    return condition.replace("status IN", "status || '' IN", 1) if dialect == "postgresql" else condition
+
+
 def _held_back(dialect: str, row: str, extra: str = "") -> str:
-    """EXISTS: an older open row of ``row``'s call holds it (one seek on the open rows' index)."""
+    """EXISTS: an older open row of ``row``'s call holds it (one seek on the open rows' index).
+
+    On PostgreSQL ``OFFSET 0`` keeps it a seek per row: the planner may
+    otherwise turn it into a join over every open row, which it does when
+    its statistics were taken with nothing open and a backlog has built
+    since (one claim then read all the open rows once per candidate).
+    """
+    keep_a_seek = " OFFSET 0" if dialect == "postgresql" else ""
     return (f"EXISTS (SELECT 1 FROM deliveries AS o{_indexed(dialect, 'ix_deliveries_open_call')}"
             f" WHERE {OPEN_SQL} AND o.call_id = {row}.call_id AND o.id < {row}.id"
-            f" AND {_HOLDING.format('o')}{extra})")
+            f" AND {_HOLDING.format('o')}{extra}{keep_a_seek})")
 
 
 def _is_head(dialect: str, row: str) -> str:
@@ -144,10 +162,10 @@ def _candidates(dialect: str, lock: bool) -> str:
         f" WHERE {HEAD_SQL} AND {_DUE.format('d')} AND {_is_head(dialect, 'd')}"
         f" ORDER BY d.due_at, d.id LIMIT :limit{lock_sql}),"
         f" s2 AS (SELECT d.id, d.due_at FROM deliveries AS d"
-        f" WHERE {_id_among(dialect, 'd.id', _oldest_unknown(dialect, lock=False))} AND {UNKNOWN_SQL}"
+        f" WHERE {_id_among(dialect, 'd.id', _oldest_unknown(dialect, lock=False))} AND {_open_by_id(dialect, UNKNOWN_SQL)}"
         f" AND {_DUE.format('d')} AND {_is_head(dialect, 'd')} ORDER BY d.id LIMIT :limit{lock_sql}),"
         f" s3 AS (SELECT d.id, d.due_at FROM deliveries AS d"
-        f" WHERE {_id_among(dialect, 'd.id', let_go_ids)} AND {OPEN_SQL} AND {_DUE.format('d')}"
+        f" WHERE {_id_among(dialect, 'd.id', let_go_ids)} AND {_open_by_id(dialect)} AND {_DUE.format('d')}"
         f" ORDER BY d.due_at, d.id LIMIT :limit{lock_sql})"
     )
 
@@ -201,7 +219,7 @@ def claim_statement(dialect: str):
                  " waiting AS (UPDATE deliveries AS w SET head = FALSE"
                  f" WHERE {_resolve_where(dialect, 'w')} RETURNING w.id)")
         update = ("UPDATE deliveries SET lease_until = :lease, claimed_by = :token, head = TRUE"
-                  f" WHERE {leased} AND {OPEN_SQL} AND (lease_until IS NULL OR lease_until < :now)")
+                  f" WHERE {leased} AND {_open_by_id(dialect)} AND (lease_until IS NULL OR lease_until < :now)")
     else:
         with_ = f"WITH {_candidates(dialect, lock=False)}, pick AS MATERIALIZED ({_PICK})"
         update = (f"UPDATE deliveries SET head = {leased},"
@@ -239,7 +257,7 @@ def _promote_statement(dialect: str):
     calls = (f"(SELECT DISTINCT call_id FROM deliveries AS w WHERE {_id_among(dialect, 'w.id', ids)}"
              " AND call_id IS NOT NULL) AS c")
     return text(f"UPDATE deliveries SET head = TRUE WHERE {_id_among(dialect, 'id', f'SELECT ({first}) FROM {calls}')}"
-                f" AND {OPEN_SQL} AND head IS NOT TRUE").bindparams(_NOW)
+                f" AND {_open_by_id(dialect)} AND head IS NOT TRUE").bindparams(_NOW)
 
 
 def params(limit: int, now) -> dict:

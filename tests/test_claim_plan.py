@@ -113,6 +113,21 @@ def test_claim_reads_no_more_pages_when_the_log_is_forty_times_bigger(postgres_a
         assert sorted(d.id for d in claimed) == sorted(heads)
 
 
+def test_a_backlog_built_after_the_statistics_were_taken_costs_a_claim_no_more(postgres_app):
+    # Statistics taken while nothing was open (a quiet log, analyzed), then a
+    # backlog (a receiver outage): the planner believes about one row is open.
+    with postgres_app.app_context():
+        add_history(20_000)
+        vacuum(analyze=True)
+        publish_open(per_call=2)
+        small_claim, _ = claim_costs()
+        publish_open(per_call=60)
+        big_claim, _ = claim_costs()
+        print(f"pages read: claim {small_claim} -> {big_claim} (open rows 100 -> 3,100)")
+        # A plan that joins every open row per candidate reads thousands of pages more here.
+        assert big_claim <= 2 * small_claim + 20, (small_claim, big_claim)
+
+
 # -- open calls: 20,000 deliveries of 20,000 calls cost a claim what 20,000 of 200 calls do
 
 BACKLOG = 20_000

@@ -4,11 +4,7 @@ Two things cost a publish on SQLite more than its statements:
 
 * Checking a connection out of SQLAlchemy's pool and back in cost about as
   much CPU as an INSERT. Each thread that publishes keeps one connection of
-  its own instead, taken from the engine's pool and detached from it (so it
-  never counts against the pool's size), and closed when the thread ends.
-  It is replaced after any error, when the engine's pool is disposed or
-  replaced, and in a forked child, which never uses or closes its
-  parent's (SQLite forbids carrying a connection across fork).
+  its own instead (tasks.thread_connection).
 * SQLite's own busy handler (``busy_timeout``) sleeps 1, 2, 5, 10, 15 ms...
   between tries while another connection (a worker's drain) holds the write
   lock, which it holds for far less than that. This connection has no busy
@@ -22,12 +18,10 @@ Two things cost a publish on SQLite more than its statements:
   (CHECKPOINT_PAGES).
 """
 
-import os
-import threading
-
 from sqlalchemy.exc import DBAPIError
 
 from tasks.sqlite_lock import Pauses, is_busy
+from tasks.thread_connection import ThreadConnections
 
 #: A commit that finds the WAL this long copies it into the database file and
 #: waits for two disk flushes (a checkpoint; synchronous=NORMAL). Every other
@@ -36,74 +30,12 @@ from tasks.sqlite_lock import Pauses, is_busy
 #: with none, the publisher checkpoints itself, a quarter as often.
 CHECKPOINT_PAGES = 4000
 
-_local = threading.local()
-#: Bumped in a forked child: connections kept before the fork are not its own.
-_generation = 0
-#: A forked child's inherited connections: kept referenced so that they are
-#: never closed (SQLite forbids using a connection across fork).
-_inherited = []
+def _prepare(kept) -> None:
+    kept.cursor.execute("PRAGMA busy_timeout=0")  # the waiting is done in insert()
+    kept.cursor.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
 
 
-class _Kept:
-    __slots__ = ("pool", "generation", "pid", "connection", "cursor")
-
-    def __init__(self, pool, connection):
-        self.pool, self.generation, self.pid, self.connection = pool, _generation, os.getpid(), connection
-        self.cursor = connection.cursor()
-
-    def close(self) -> None:
-        """Close the connection, unless this is a forked child: that keeps its parent's open for good."""
-        if self.pid != os.getpid():
-            _inherited.append(self.connection)
-            return
-        try:
-            self.connection.close()
-        except Exception:  # closing a broken connection may fail too; it is dropped either way
-            pass
-
-    # Dropped when its thread ends: close the connection now. A sqlite3
-    # connection and its statement cache refer to each other, so otherwise
-    # only the cyclic GC would close its files, long after.
-    __del__ = close
-
-
-def _after_fork_in_child() -> None:
-    global _generation
-    _generation += 1
-    if (kept := getattr(_local, "kept", None)) is not None:
-        _inherited.append(kept.connection)
-        _local.kept = None
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _kept(engine) -> _Kept:
-    """This thread's connection to ``engine``'s database, opened (from its pool) if need be."""
-    kept = getattr(_local, "kept", None)
-    if kept is not None:
-        if kept.pool is engine.pool and kept.generation == _generation:
-            return kept
-        _forget()  # another engine, or one disposed since
-    raw = engine.raw_connection()
-    connection = raw.driver_connection
-    raw.detach()
-    kept = _Kept(engine.pool, connection)
-    try:
-        kept.cursor.execute("PRAGMA busy_timeout=0")  # the waiting is done in insert()
-        kept.cursor.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
-    except BaseException:
-        kept.close()
-        raise
-    _local.kept = kept
-    return kept
-
-
-def _forget() -> None:
-    """Close and drop this thread's connection (after an error it may be in any state)."""
-    kept, _local.kept = getattr(_local, "kept", None), None
-    if kept is not None:
-        kept.close()
+_connections = ThreadConnections(_prepare)
 
 
 def insert(engine, insert_event, insert_delivery, event: dict, delivery: dict) -> bool:
@@ -121,7 +53,7 @@ def insert(engine, insert_event, insert_delivery, event: dict, delivery: dict) -
     delivery_values = insert_delivery.parameters({**delivery, "event_seq": None})
     statement = None
     try:
-        kept = _kept(engine)
+        kept = _connections.get(engine)
         cursor, statement = kept.cursor, insert_event.sql
         pauses = None
         while True:
@@ -141,7 +73,7 @@ def insert(engine, insert_event, insert_delivery, event: dict, delivery: dict) -
             cursor.execute(statement, delivery_values)
         kept.connection.commit()
     except BaseException as exc:
-        _forget()
+        _connections.forget()
         if isinstance(exc, dbapi.Error):  # the SQLAlchemy error the rest of the app would raise
             raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
         raise

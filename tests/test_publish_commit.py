@@ -33,7 +33,7 @@ def wal_syncs() -> int:
     only now and then, and ``pg_stat_force_next_flush`` makes it do so when
     this statement's transaction ends.
     """
-    cursor = publish_pg._kept(db.engine).cursor
+    cursor = publish_pg._connections.get(db.engine).cursor
     cursor.execute("SELECT pg_stat_force_next_flush()")
     return cursor.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0]
 

@@ -44,7 +44,7 @@ def stored(app):
 
 def kept_backend():
     """The server process behind this thread's publishing connection."""
-    return publish_pg._local.kept.connection.info.backend_pid
+    return publish_pg._connections.current().connection.info.backend_pid
 
 
 def end_backend(pid):

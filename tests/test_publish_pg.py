@@ -14,12 +14,12 @@ import threading
 
 import pytest
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
-from events import example_envelope
 from models import db, utcnow
-from models.events import Delivery, Event, new_event_id
+from models.events import new_event_id
 from tasks import outbox, publish_event, publish_pg
+from tests.support.publishing import payload, stored
 
 
 @pytest.fixture
@@ -27,19 +27,6 @@ def app_config(app_config):
     if app_config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         pytest.skip("the kept connection is PostgreSQL's (set HOOKLINE_TEST_DATABASE_URL)")
     return app_config
-
-
-def payload(turn):
-    base = example_envelope("transcript")["payload"]
-    return {**base, "transcript": f"turn {turn}"}
-
-
-def stored(app):
-    with app.app_context():
-        counts = (db.session.scalar(select(func.count()).select_from(Event)),
-                  db.session.scalar(select(func.count()).select_from(Delivery)))
-        db.session.remove()
-        return counts
 
 
 def kept_backend():

@@ -17,13 +17,11 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from events import example_envelope
 from models import BUSY_TIMEOUT_SECONDS, db
-from models.events import Delivery, Event
 from tasks import outbox, publish_event
+from tests.support.publishing import payload, stored
 
 
 @pytest.fixture
@@ -31,17 +29,6 @@ def app_config(app_config):
     if not app_config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         pytest.skip("the write lock and the busy handler are SQLite's")
     return app_config
-
-
-def payload(turn):
-    base = example_envelope("transcript")["payload"]
-    return {**base, "transcript": f"turn {turn}"}
-
-
-def stored(app):
-    with app.app_context():
-        return (db.session.scalar(select(func.count()).select_from(Event)),
-                db.session.scalar(select(func.count()).select_from(Delivery)))
 
 
 class WriteLock:

@@ -3,14 +3,10 @@
 A publish is one statement on a connection the thread keeps (no pool
 checkout, so no ping before it). A connection the server ended is found by
 the next publish, which then writes its event once on a fresh connection,
-whether or not the lost statement had committed. The kept connection is
-replaced when the engine is disposed, is neither used nor closed by a
-forked child, and is closed when its thread ends.
+whether or not the lost statement had committed. Dispose, fork and thread
+end: tests/test_thread_connection.py, on both databases.
 """
 
-import gc
-import os
-import threading
 
 import pytest
 from sqlalchemy import event as sa_event
@@ -80,49 +76,3 @@ def test_a_publish_whose_commit_was_not_heard_is_written_once(app, integration):
         assert outbox.insert_new_alone(db.engine, event, delivery, False)
         db.session.remove()
     assert stored(app) == (1, 1)
-
-
-def test_a_publishing_thread_gets_a_fresh_connection_after_dispose_and_in_a_forked_child(app, integration):
-    with app.app_context():
-        assert publish_event("transcript", payload(0)) is not None
-        first = kept_backend()
-        db.engine.dispose()
-        assert publish_event("transcript", payload(1)) is not None
-        assert kept_backend() != first
-        parents = kept_backend()
-        pid = os.fork()
-        if pid == 0:  # the child: its own connection, never the parent's
-            try:
-                code = 0 if publish_event("transcript", payload(2)) and kept_backend() != parents else 1
-            except BaseException:
-                code = 2
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        assert publish_event("transcript", payload(3)) is not None
-        assert kept_backend() == parents  # the child neither used nor closed it
-    assert stored(app) == (4, 4)
-
-
-def test_a_thread_that_published_and_ended_leaves_no_connection_open(app, integration):
-    def publish_once(turn):
-        with app.app_context():
-            assert publish_event("transcript", payload(turn)) is not None
-            db.session.remove()
-
-    def open_files():
-        return len(os.listdir("/proc/self/fd"))
-
-    publish_once(0)  # this thread's connection is open from here on
-    stored(app)  # and the pool's
-    before = open_files()
-    gc.disable()  # the threads' connections must be closed as the threads end, not by a GC pass
-    try:
-        for turn in range(1, 21):
-            thread = threading.Thread(target=publish_once, args=(turn,))
-            thread.start()
-            thread.join()
-        assert open_files() <= before + 2
-    finally:
-        gc.enable()
-    assert stored(app) == (21, 21)

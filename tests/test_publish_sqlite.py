@@ -1,17 +1,14 @@
-"""SQLite: a publish that meets another connection's write lock, and the publishing thread's own connection.
+"""SQLite: a publish that meets another connection's write lock.
 
 A worker's drain holds the write lock for a moment at a time; a publish
 that meets it waits and then succeeds, within a fraction of a millisecond
 of the release (not SQLite's busy-handler sleeps of up to 100 ms), and
 fails as it always did, writing nothing, once the lock is held past the
 5 s timeout. A drain's write that meets the publisher's lock goes ahead as
-soon. The connection a thread keeps for its publishes is replaced when the
-engine is disposed, is not used by a forked child, and is closed when the
-thread ends.
+soon. The connection a thread keeps for its publishes:
+tests/test_thread_connection.py.
 """
 
-import gc
-import os
 import sqlite3
 import threading
 import time
@@ -77,47 +74,6 @@ def test_a_publish_that_meets_a_write_lock_past_the_timeout_fails_as_before_and_
         # The same thread publishes again as soon as the lock is gone.
         assert publish_event("transcript", payload(1)) is not None
     assert stored(app) == (1, 1)
-
-
-def test_a_publishing_thread_gets_a_fresh_connection_after_dispose_and_in_a_forked_child(app, integration):
-    with app.app_context():
-        assert publish_event("transcript", payload(0)) is not None
-        db.engine.dispose()
-        assert publish_event("transcript", payload(1)) is not None
-        pid = os.fork()
-        if pid == 0:  # the child: its own connection, never the parent's
-            try:
-                code = 0 if publish_event("transcript", payload(2)) else 1
-            except BaseException:
-                code = 2
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        assert publish_event("transcript", payload(3)) is not None
-    assert stored(app) == (4, 4)
-
-
-def test_a_thread_that_published_and_ended_leaves_no_file_open(app, integration):
-    def publish_once(turn):
-        with app.app_context():
-            assert publish_event("transcript", payload(turn)) is not None
-            db.session.remove()
-
-    def open_files():
-        return len(os.listdir("/proc/self/fd"))
-
-    publish_once(0)  # the pool's own connection is open from here on
-    before = open_files()
-    gc.disable()  # the threads' connections must be closed as the threads end, not by a GC pass
-    try:
-        for turn in range(1, 21):
-            thread = threading.Thread(target=publish_once, args=(turn,))
-            thread.start()
-            thread.join()
-        assert open_files() <= before + 2
-    finally:
-        gc.enable()
-    assert stored(app) == (21, 21)
 
 
 def test_a_drains_write_that_meets_the_lock_goes_ahead_right_after_its_release(app, integration):

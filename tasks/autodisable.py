@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from models import db, utcnow
 from models.events import DELIVERED, FAILED, Delivery, has_status
+from models.rollups import minute_of, rollups
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def after_failure(settings) -> None:
     minimum = config["HOOKLINE_AUTO_DISABLE_MIN_FAILURES"]
     now = utcnow()
     real = Delivery.is_test.is_(False)
-    last_ok = db.session.scalar(select(func.max(Delivery.delivered_at)).where(real, Delivery.status == DELIVERED))
+    last_ok = _last_success(now, window)
     if last_ok is not None and last_ok > now - window:
         return
     failed_since, failures = db.session.execute(
@@ -53,3 +54,36 @@ def after_failure(settings) -> None:
         hours = config["HOOKLINE_AUTO_DISABLE_HOURS"]
         disable(settings, f"Every delivery failed for {hours:g} hours ({failures} failed deliveries), "
                           "so Hookline stopped sending.")
+
+
+#: ``app.extensions`` key: (the last real success, when the log was read for it).
+_LAST_SUCCESS = "hookline_last_success"
+#: Roll-ups count an attempt under the minute it started; it may commit up to
+#: a request's deadline and a lease later. Successes are looked for from this
+#: long before the last read.
+_MARGIN = timedelta(minutes=5)
+
+
+def _last_success(now, window):
+    """When a real delivery last succeeded (None: never), as the log says.
+
+    The log's answer reads every delivered row (no index holds delivered_at:
+    one would cost every delivery a write), a second on a million rows. So
+    the answer is kept per app, and read again only if it may have changed
+    and it matters: a success within the window settles it (a later one can
+    only be later), and otherwise, as while everything fails, the roll-ups
+    (one row a minute) tell whether anything has succeeded since the last read.
+    """
+    kept = current_app.extensions.get(_LAST_SUCCESS)
+    if kept is not None:
+        last_ok, read_at = kept
+        if last_ok is not None and last_ok > now - window:
+            return last_ok
+        since = minute_of(read_at - _MARGIN)
+        if db.session.scalar(select(func.count()).select_from(rollups)
+                             .where(rollups.c.minute >= since, rollups.c.delivered > 0)) == 0:
+            return last_ok
+    last_ok = db.session.scalar(select(func.max(Delivery.delivered_at))
+                                .where(Delivery.is_test.is_(False), Delivery.status == DELIVERED))
+    current_app.extensions[_LAST_SUCCESS] = (last_ok, now)
+    return last_ok

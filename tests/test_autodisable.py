@@ -90,3 +90,26 @@ def test_panel_shows_banner_and_reenables(app, integration, auth_client):
     with app.app_context():
         settings = get_settings()
         assert settings.enabled is True and settings.disabled_reason is None
+
+
+def test_a_success_after_the_failures_were_counted_prevents_disabling(app, integration, receiver):
+    # The last success is read from the log once and kept; a delivery that
+    # succeeds later (here through the drain) must still count.
+    now = utcnow()
+    with app.app_context():
+        add_delivery("delivered", now - timedelta(hours=30), delivered_at=now - timedelta(hours=30))
+        for i in range(9):
+            add_delivery("failed", now - timedelta(hours=25 - i))
+        db.session.commit()
+        settings = get_settings()
+        after_failure(settings)
+        assert settings.enabled is True  # only 9 failures
+        publish_event("call_ended", example_envelope("call_ended")["payload"])
+        flush_rings()
+        drain()  # the receiver answers 200
+        add_delivery("failed", now - timedelta(minutes=5))
+        db.session.commit()
+        settings = get_settings()
+        after_failure(settings)
+        assert settings.enabled is True  # 10 failures, but one delivery just succeeded
+    assert len(receiver.requests) == 1

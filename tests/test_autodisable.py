@@ -34,16 +34,22 @@ def add_delivery(status, created, delivered_at=None):
                                         created_at=created, delivered_at=delivered_at)])
 
 
+def nine_failures_after_an_old_success(now):
+    """A success 30 h ago, then 9 failures over a day: counted, and not yet enough to disable."""
+    add_delivery("delivered", now - timedelta(hours=30), delivered_at=now - timedelta(hours=30))
+    for i in range(9):
+        add_delivery("failed", now - timedelta(hours=25 - i))
+    db.session.commit()
+    settings = get_settings()
+    after_failure(settings)
+    assert settings.enabled is True  # only 9 failures
+    return settings
+
+
 def test_a_day_of_failures_disables(app, integration):
     now = utcnow()
     with app.app_context():
-        add_delivery("delivered", now - timedelta(hours=30), delivered_at=now - timedelta(hours=30))
-        for i in range(9):
-            add_delivery("failed", now - timedelta(hours=25 - i))
-        db.session.commit()
-        settings = get_settings()
-        after_failure(settings)
-        assert settings.enabled is True  # only 9 failures
+        settings = nine_failures_after_an_old_success(now)
         add_delivery("failed", now - timedelta(minutes=5))
         db.session.commit()
         after_failure(settings)
@@ -97,13 +103,7 @@ def test_a_success_after_the_failures_were_counted_prevents_disabling(app, integ
     # succeeds later (here through the drain) must still count.
     now = utcnow()
     with app.app_context():
-        add_delivery("delivered", now - timedelta(hours=30), delivered_at=now - timedelta(hours=30))
-        for i in range(9):
-            add_delivery("failed", now - timedelta(hours=25 - i))
-        db.session.commit()
-        settings = get_settings()
-        after_failure(settings)
-        assert settings.enabled is True  # only 9 failures
+        settings = nine_failures_after_an_old_success(now)
         publish_event("call_ended", example_envelope("call_ended")["payload"])
         flush_rings()
         drain()  # the receiver answers 200

@@ -123,7 +123,7 @@ def test_a_backlog_built_after_the_statistics_were_taken_costs_a_claim_no_more(p
         small_claim, _ = claim_costs()
         publish_open(per_call=60)
         big_claim, _ = claim_costs()
-        print(f"pages read: claim {small_claim} -> {big_claim} (open rows 100 -> 3,100)")
+        print(f"pages read: claim {small_claim} -> {big_claim}")
         # A plan that joins every open row per candidate reads thousands of pages more here.
         assert big_claim <= 2 * small_claim + 20, (small_claim, big_claim)
 

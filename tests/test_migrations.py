@@ -7,14 +7,12 @@ from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
 from models import db
+from tests.support.migrations import upgrade_from_empty
 
 
 def test_migrations_match_models(app):
     with app.app_context():
-        db.drop_all()
-        with db.engine.begin() as conn:
-            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-        upgrade(directory=os.path.join(app.root_path, "migrations"))
+        upgrade_from_empty()
         with db.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
         assert diff == [], "models changed without a migration: flask db migrate -m '...'"
@@ -35,10 +33,7 @@ def test_fewer_delivery_indexes_down_and_up(app):
     """f4b7d2e9a615: the filter indexes partial and ix_deliveries_created gone; the downgrade brings back all four."""
     directory = os.path.join(app.root_path, "migrations")
     with app.app_context():
-        db.drop_all()
-        with db.engine.begin() as conn:
-            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-        upgrade(directory=directory)
+        upgrade_from_empty()
         with db.engine.connect() as conn:
             after = _delivery_indexes(conn)
         assert "ix_deliveries_created" not in after

@@ -23,6 +23,7 @@ from tasks import outbox, rollups, stats
 from tasks.maintenance import prune
 from tasks.stats import RANGES, bucket_edges, outcome_series, percentile, summary
 from tests.test_stats import add_delivery
+from tests.support.migrations import upgrade_from_empty
 
 LOG = "/settings/integrations/webhook/deliveries"
 
@@ -157,10 +158,7 @@ def test_upgrading_builds_the_rollups_of_the_attempts_already_kept(app):
     directory = os.path.join(app.root_path, "migrations")
     now = utcnow()
     with app.app_context():
-        db.drop_all()
-        with db.engine.begin() as conn:
-            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-        upgrade(directory=directory, revision="a16e0c3d5b21")
+        upgrade_from_empty("a16e0c3d5b21")
         created = now - timedelta(hours=2)
         with db.engine.begin() as conn:
             conn.execute(insert(Event), [dict(seq=1, id="msg_a", event_type="call_ended", call_id="c",

@@ -17,6 +17,7 @@ from app import create_app
 from models import db
 from models.users import User
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.support.migrations import upgrade_from_empty
 
 PANEL = "/settings/integrations/webhook"
 
@@ -124,10 +125,7 @@ def test_migration_gives_existing_users_distinct_session_tokens(app):
     """Add nullable, backfill, NOT NULL: users created before the migration can sign in after it."""
     directory = os.path.join(app.root_path, "migrations")
     with app.app_context():
-        db.drop_all()
-        with db.engine.begin() as conn:
-            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-        upgrade(directory=directory, revision="7c1f0e2a9b44")
+        upgrade_from_empty("7c1f0e2a9b44")
         with db.engine.begin() as conn:
             for email in ("a@example.com", "b@example.com"):
                 conn.execute(sqlalchemy.text(

@@ -19,6 +19,8 @@ import threading
 _generation = 0
 #: A forked child's inherited connections: kept referenced so that they are never closed.
 _inherited = []
+#: Every ThreadConnections made: a forked child drops each one's connection.
+_all = []
 
 
 class Kept:
@@ -89,9 +91,6 @@ class ThreadConnections:
         if (kept := self.current()) is not None:
             _inherited.append(kept.connection)
             self._local.kept = None
-
-
-_all: list[ThreadConnections] = []
 
 
 def _after_fork_in_child() -> None:

@@ -81,7 +81,8 @@ def claim(token: str, limit: int, lease_seconds: float) -> list[Claimed]:
 def has_due_work() -> bool:
     """True when some delivery is due now (the periodic tick asks this)."""
     statement = heads.due_statement(db.engine.dialect.name)
-    return db.session.execute(statement, heads.params(1, utcnow())).first() is not None
+    with statements.by_key(db.session):  # the claim's reads: planned as the claim is
+        return db.session.execute(statement, heads.params(1, utcnow())).first() is not None
 
 
 #: One UPDATE by id (and token), run as an executemany: every key of the dicts
@@ -166,8 +167,9 @@ def _still_held(token: str, ids) -> set[int]:
 def renew(token: str, ids, lease_seconds: float) -> int:
     """Extend the lease of ``ids`` held under ``token``; return how many still were. Commits."""
     sqlite_lock.begin_writing(db.session)
-    result = db.session.execute(_RENEW, {"ids": list(ids), "token": token,
-                                         "lease": utcnow() + timedelta(seconds=lease_seconds)})
+    with statements.by_key(db.session):
+        result = db.session.execute(_RENEW, {"ids": list(ids), "token": token,
+                                             "lease": utcnow() + timedelta(seconds=lease_seconds)})
     db.session.commit()
     return result.rowcount
 

@@ -47,6 +47,7 @@ def test_claims_and_writes_on_a_young_log_scan_no_table(postgres_app):
         # More claims than psycopg's prepare threshold and PostgreSQL's five
         # custom plans: the plan the connection keeps is made in this loop.
         for _ in range(15):
+            assert outbox.has_due_work()  # the periodic tick's question: the claim's reads
             rows = outbox.claim(outbox.new_token(), 16, 60)
             assert rows
             token = db.session.execute(text("SELECT claimed_by FROM deliveries WHERE id = :id"),

@@ -161,6 +161,29 @@ def _postgresql_types(statement, dialect, keys: tuple) -> tuple:
     return tuple(re.sub(r"\(\d+\)", "", binds[name].type.compile(dialect=dialect)) for name, _ in compiled.converters)
 
 
+@functools.cache
+def _postgresql_plan(statement, dialect, keys: tuple) -> Plan:
+    """``plan(statement, dialect, keys, many=True)`` with each JSON value bound as its text.
+
+    The multi-row statement casts every parameter to its column's type, so
+    a JSON value can go as the text json.dumps writes (:data:`dumps`, its
+    encoder built once) instead of psycopg's Json wrapper, which calls
+    json.dumps (building an encoder) and looks its dumper up for each value:
+    two JSON columns per attempt. The same text is stored (``json`` keeps
+    it as written). Left as it is when the engine has a serializer of its own.
+    """
+    compiled = plan(statement, dialect, keys, many=True)
+    binds = statement.compile(dialect=dialect, column_keys=list(keys)).binds
+    converters = []
+    for name, convert in compiled.converters:
+        impl = binds[name].type.dialect_impl(dialect)
+        if (convert is not None and isinstance(impl, JSON) and dialect._json_serializer is None
+                and hasattr(impl, "_make_bind_processor")):
+            convert = impl._make_bind_processor(None, dumps)
+        converters.append((name, convert))
+    return Plan(compiled.sql, tuple(converters), compiled.positional)
+
+
 #: Rows per statement of the PostgreSQL form (a statement takes at most 65,535 parameters).
 _ROWS_PER_STATEMENT = 500
 
@@ -175,9 +198,11 @@ def _run_postgresql(connection, statement, compiled: Plan, rows: list[dict]) -> 
     """
     import psycopg
 
-    types = _postgresql_types(statement, connection.dialect, tuple(sorted(rows[0])))
+    keys = tuple(sorted(rows[0]))
+    types = _postgresql_types(statement, connection.dialect, keys)
     if _postgresql_rows(compiled, types, 1) is None:
         return None
+    compiled = _postgresql_plan(statement, connection.dialect, keys)
     written = 0
     cursor = psycopg.RawCursor(connection.connection.driver_connection)
     try:

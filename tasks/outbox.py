@@ -72,7 +72,8 @@ def claim(token: str, limit: int, lease_seconds: float) -> list[Claimed]:
     sqlite_lock.begin_writing(db.session)  # a no-op when claimed inside a batch's write
     now = utcnow()
     params = dict(heads.params(limit, now), lease=now + timedelta(seconds=lease_seconds), token=token)
-    rows = statements.run(db.session, heads.claim_statement(db.engine.dialect.name), params, heads.RETURNED)
+    with statements.by_key(db.session):
+        rows = statements.run(db.session, heads.claim_statement(db.engine.dialect.name), params, heads.RETURNED)
     # Rows marked as waiting come back too, not leased (head FALSE).
     return sorted((Claimed(*row[1:]) for row in rows if row[0]), key=lambda delivery: delivery.id)
 
@@ -80,7 +81,8 @@ def claim(token: str, limit: int, lease_seconds: float) -> list[Claimed]:
 def has_due_work() -> bool:
     """True when some delivery is due now (the periodic tick asks this)."""
     statement = heads.due_statement(db.engine.dialect.name)
-    return db.session.execute(statement, heads.params(1, utcnow())).first() is not None
+    with statements.by_key(db.session):  # the claim's reads: planned as the claim is
+        return db.session.execute(statement, heads.params(1, utcnow())).first() is not None
 
 
 #: One UPDATE by id (and token), run as an executemany: every key of the dicts
@@ -123,9 +125,16 @@ def write(token: str, attempts: list[dict], changes: list[dict]) -> set[int]:
     written last so its row lock is held only until the commit (on
     PostgreSQL concurrent drains queue on the current minute's row).
     """
+    if not changes:
+        return set()  # nothing changed, so no attempt goes in either
     ids = {change["delivery_id"] for change in changes}
-    if changes:
-        sqlite_lock.begin_writing(db.session)  # the write transaction's first statement
+    sqlite_lock.begin_writing(db.session)  # the write transaction's first statement
+    with statements.by_key(db.session):
+        return _write(token, ids, attempts, changes)
+
+
+def _write(token: str, ids: set[int], attempts: list[dict], changes: list[dict]) -> set[int]:
+    """write's statements (see write)."""
     # executemany needs the same keys in every dict: cancellations set fewer columns.
     groups: dict[frozenset, list[dict]] = {}
     for change in changes:
@@ -158,8 +167,9 @@ def _still_held(token: str, ids) -> set[int]:
 def renew(token: str, ids, lease_seconds: float) -> int:
     """Extend the lease of ``ids`` held under ``token``; return how many still were. Commits."""
     sqlite_lock.begin_writing(db.session)
-    result = db.session.execute(_RENEW, {"ids": list(ids), "token": token,
-                                         "lease": utcnow() + timedelta(seconds=lease_seconds)})
+    with statements.by_key(db.session):
+        result = db.session.execute(_RENEW, {"ids": list(ids), "token": token,
+                                             "lease": utcnow() + timedelta(seconds=lease_seconds)})
     db.session.commit()
     return result.rowcount
 

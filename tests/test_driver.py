@@ -87,3 +87,26 @@ def test_json_is_written_as_json_dumps_writes_it():
     theirs = JSON().dialect_impl(dialect).bind_processor(dialect)
     assert [ours(v) for v in values] == [theirs(v) for v in values]
     assert ours(JSON.NULL) == theirs(JSON.NULL) and ours(null()) == theirs(null()) is None
+
+
+def test_postgresql_json_goes_in_as_the_same_text_sqlalchemy_stores(app, integration):
+    # The multi-row statement binds JSON as json.dumps' text, not psycopg's
+    # Json: the column (``json``, kept as written) must read back the same.
+    ids = _claimed(app, 1, "ours")
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("PostgreSQL's multi-row form")
+        values = [{}, {"Content-Type": "application/json", "webhook-id": "msg_1", "X-Ünï": "✓ \"q\" \\ \n"},
+                  [1, 2.5, None, True, False, "s"], "just a string", 3, None,
+                  {"nested": {"list": [{"a": 1e300}, -0.0]}, 1: "int key", None: "none key"}]
+        now = utcnow()
+        rows = [dict(delivery_id=ids[0], number=1, started_at=now, duration_ms=1.5, status_code=200, ok=True,
+                     url="http://x/", request_headers=value, response_headers={"v": value},
+                     response_body=None, error_kind=None, error_message=None) for value in values]
+        assert driver.executemany(db.session, outbox._INSERT_ATTEMPTS, rows) == len(rows)
+        db.session.execute(outbox._INSERT_ATTEMPTS, rows)  # SQLAlchemy's own: psycopg's Json
+        db.session.commit()
+        stored = db.session.execute(select(Attempt.request_headers.cast(db.Text),
+                                           Attempt.response_headers.cast(db.Text)).order_by(Attempt.id)).all()
+        assert [tuple(r) for r in stored[:len(rows)]] == [tuple(r) for r in stored[len(rows):]]
+        assert stored[1][0] == __import__("json").dumps(values[1])

@@ -1,10 +1,11 @@
-"""SQLite: the page size of a new database file, and of one made before.
+"""SQLite: the page size of a new database file, and of one made before; checkpoints.
 
 A new file gets ``models.SQLITE_PAGE_SIZE`` pages (a publish writes fewer
 bytes to the WAL), still in WAL mode with synchronous=NORMAL, so a publish is
 as durable as before. A file made with SQLite's default 4096-byte pages
 keeps them: the setting cannot change a file that has pages, and the app
-works on it as before.
+works on it as before. The engine's publishing connection leaves the WAL's
+checkpoints to the other connections' commits (a worker's) while it can.
 """
 
 import sqlite3
@@ -14,10 +15,10 @@ from sqlalchemy import text
 
 from app import create_app
 from events import EVENT_TYPES
-from models import SQLITE_PAGE_SIZE, db
+from models import SQLITE_PAGE_SIZE, WAL_CHECKPOINT_PAGES, db
 from models.settings import get_settings
 from tasks.signing import generate_secret
-from tasks import publish_event
+from tasks import publish_event, publish_sqlite
 from tests.support.publishing import payload, stored
 
 
@@ -58,3 +59,11 @@ def test_a_file_made_with_the_default_pages_keeps_them_and_takes_publishes(app_c
         assert publish_event("transcript", payload(1)) is not None
         assert pragma("page_size") == 4096
     assert stored(app) == (1, 1)
+
+
+def test_the_publishing_connection_checkpoints_later_than_the_others(app, integration):
+    with app.app_context():
+        publish_event("transcript", payload(0))
+        publisher = publish_sqlite._connections.get(db.engine).cursor
+        assert publisher.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == publish_sqlite.CHECKPOINT_PAGES
+        assert pragma("wal_autocheckpoint") == WAL_CHECKPOINT_PAGES < publish_sqlite.CHECKPOINT_PAGES

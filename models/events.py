@@ -3,7 +3,9 @@
 The database is the source of truth for delivery: Redis only wakes workers.
 """
 
-import secrets
+import base64
+import os
+import time
 from datetime import datetime
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, literal_column, or_
@@ -64,9 +66,26 @@ def has_status(column, *states):
     return or_(*terms) if len(terms) > 1 else terms[0]
 
 
+#: url-safe base64's digits (A-Z a-z 0-9 - _) mapped to the same characters in
+#: byte order, so that a number written with them sorts as text (SQLite
+#: compares the index's keys byte by byte).
+_SORTED = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+                          b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
+
+
 def new_event_id() -> str:
-    """A Standard Webhooks message id: ``msg_`` + 22 url-safe random characters."""
-    return "msg_" + secrets.token_urlsafe(16)
+    """A Standard Webhooks message id: ``msg_`` + 22 url-safe characters, the first 8 the time.
+
+    The first 8 characters are the milliseconds since 1970 (6 bytes), written
+    so that later ids sort after earlier ones; the other 14 are random (84
+    bits, for ids made in the same millisecond). Random ids put each
+    publish's entry in the events.id index on a random page: on a large log
+    that is a page read and one more distinct page for every checkpoint to
+    copy, per publish. Ids in time order go on the index's last page, as the
+    table's rows do.
+    """
+    raw = (time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(12)
+    return "msg_" + base64.urlsafe_b64encode(raw).translate(_SORTED)[:22].decode()
 
 
 class Event(db.Model):

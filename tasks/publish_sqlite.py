@@ -25,10 +25,13 @@ from tasks.thread_connection import ThreadConnections
 
 #: A commit that finds the WAL this long copies it into the database file and
 #: waits for two disk flushes (a checkpoint; synchronous=NORMAL). Every other
-#: connection does that at SQLite's 1,000 pages: with a worker running, its
-#: commits take the checkpoints and the flushes off the engine's publishes;
-#: with none, the publisher checkpoints itself, a quarter as often.
-CHECKPOINT_PAGES = 4000
+#: connection does that at models.WAL_CHECKPOINT_PAGES: with a worker running,
+#: its commits take the checkpoints and the flushes off the engine's publishes;
+#: with none, the publisher checkpoints itself, a quarter as often. A
+#: publish rewrites the same few pages, so the longer the WAL, the fewer
+#: times a checkpoint copies each. The WAL file on disk grows to about this
+#: many pages (models.SQLITE_PAGE_SIZE bytes each: 32 MiB for a new file).
+CHECKPOINT_PAGES = 16000
 
 def _prepare(kept) -> None:
     kept.cursor.execute("PRAGMA busy_timeout=0")  # the waiting is done in insert()

@@ -255,7 +255,9 @@ def test_tls13_fast_answers_are_not_held_behind_a_slow_one(zoo, sender, tls_file
 
     assert all(r.ok for r in results)
     assert results[0].duration_ms >= 1000
-    assert max(r.duration_ms for r in results[1:]) < 300
+    # Held behind the slow answer they would take its whole second; each
+    # still makes a TLS handshake with a Python server, slow on a busy box.
+    assert max(r.duration_ms for r in results[1:]) < 700
 
 
 def _early_hints(conn, zoo):

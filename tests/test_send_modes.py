@@ -202,9 +202,11 @@ def _batch_sizes(app):
     return list(sizes.values())
 
 
-def test_a_drain_behind_a_backlog_claims_larger_batches_while_answers_are_quick(app, integration, receiver):
+def test_a_drain_behind_a_backlog_claims_larger_batches_while_answers_are_quick(app, integration, receiver,
+                                                                                monkeypatch):
     # Every batch pays one claim and one commit: behind, with quick answers,
     # each full batch doubles the next claim, up to GROW_FACTOR batches' worth.
+    monkeypatch.setattr(pacing, "GROW_FACTOR", 4)
     app.config["HOOKLINE_BATCH_SIZE"] = 4
     publish_calls(app, 4 + 8 + 16 + 16 + 3)
     _due_since(app, 10.0)

@@ -53,6 +53,13 @@ def _remove_if_ours(path, pid):
 class Transfer:
     """One easy handle's request state, filled in by libcurl's callbacks."""
 
+    def __init__(self):
+        #: Every header line libcurl passed, raw: HEADERFUNCTION is this list's append (no Python
+        #: frame per line); reply_headers parses them once, when the transfer is over.
+        self.lines = []
+        #: (the sender's plan, RESOLVE list) the handle's URL and RESOLVE options were last set for.
+        self.target = None
+
     def reset(self, index, url, host, allowed):
         self.index, self.url, self.host, self.allowed = index, url, host, allowed
         self.vetoed, self.cut = None, False
@@ -68,13 +75,6 @@ class Transfer:
             return 0  # libcurl stops with a write error and closes the connection
         self.body += data
         return None
-
-    def __init__(self):
-        #: Every header line libcurl passed, raw: HEADERFUNCTION is this list's append (no Python
-        #: frame per line); reply_headers parses them once, when the transfer is over.
-        self.lines = []
-        #: (the sender's plan, RESOLVE list) the handle's URL and RESOLVE options were last set for.
-        self.target = None
 
     def reply_headers(self):
         """The final answer's headers; a repeated one's values joined by ", " under its first spelling."""

@@ -25,9 +25,9 @@ GATHER_SECONDS = 0.010
 
 #: A drain behind on a backlog claims more than HOOKLINE_BATCH_SIZE at once,
 #: doubling batch after batch up to this many times it: every batch pays one
-#: claim, promote, roll-up, BEGIN and commit whatever its size. Not more:
-#: on SQLite a batch's write transaction holds the one write lock, and with
-#: 4 (longer transactions) publishing threads beside two drains published
+#: claim, promote, roll-up, BEGIN and commit whatever its size. Not 4: on
+#: SQLite a batch's write transaction holds the one write lock, and with
+#: 256-row transactions four publishing threads beside two drains published
 #: slower (bench/README.md, branch drain3).
 GROW_FACTOR = 2
 

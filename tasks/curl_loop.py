@@ -53,10 +53,18 @@ def _remove_if_ours(path, pid):
 class Transfer:
     """One easy handle's request state, filled in by libcurl's callbacks."""
 
+    def __init__(self):
+        #: Every header line libcurl passed, raw: HEADERFUNCTION is this list's append (no Python
+        #: frame per line); reply_headers parses them once, when the transfer is over.
+        self.lines = []
+        #: (the sender's plan, RESOLVE list) the handle's URL and RESOLVE options were last set for.
+        self.target = None
+
     def reset(self, index, url, host, allowed):
         self.index, self.url, self.host, self.allowed = index, url, host, allowed
         self.vetoed, self.cut = None, False
-        self.body, self.headers = bytearray(), []
+        self.body = bytearray()
+        self.lines.clear()
         self.started, self.perf = time.time(), time.perf_counter()
 
     def write(self, data):
@@ -70,18 +78,19 @@ class Transfer:
 
     def reply_headers(self):
         """The final answer's headers; a repeated one's values joined by ", " under its first spelling."""
+        lines, start = self.lines, 0
+        for i, line in enumerate(lines):
+            if line.startswith(b"HTTP/"):
+                start = i + 1  # a new status line: a 1xx answer's headers are not the reply's
         headers, names = {}, {}
-        for name, value in self.headers:
+        for line in lines[start:]:
+            if b":" not in line:
+                continue
+            name, _, value = line.decode("latin-1").partition(":")
+            name, value = name.strip(), value.strip()
             name = names.setdefault(name.lower(), name)
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         return headers
-
-    def header(self, line):
-        if line.startswith(b"HTTP/"):
-            self.headers = []  # a new status line: a 1xx answer's headers are not the reply's
-        elif b":" in line:
-            name, _, value = line.decode("latin-1").partition(":")
-            self.headers.append((name.strip(), value.strip()))
 
     def open_socket(self, purpose, address):
         # The connect-time half of the pinning: only the addresses netguard checked.
@@ -142,7 +151,7 @@ class Loop:
             (pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1),
             (pycurl.SSLVERSION, pycurl.SSLVERSION_TLSv1_2), (pycurl.CAINFO, cainfo),
             (pycurl.TIMEOUT_MS, int(deadline * 1000)),  # the whole exchange, from its start
-            (pycurl.WRITEFUNCTION, transfer.write), (pycurl.HEADERFUNCTION, transfer.header),
+            (pycurl.WRITEFUNCTION, transfer.write), (pycurl.HEADERFUNCTION, transfer.lines.append),
             (pycurl.OPENSOCKETFUNCTION, transfer.open_socket),
         ):
             handle.setopt(option, value)

@@ -38,7 +38,6 @@ HELP_INTERVAL = 1.0
 @dataclass
 class Batch:
     """Deliveries leased under one claim token."""
-
     token: str
     rows: list[Claimed] = field(default_factory=list)
 
@@ -71,7 +70,7 @@ class Drainer:
     """One drain's state: its lease, its sender, its retry schedule (from the settings), the batch claimed ahead."""
 
     def __init__(self, config):
-        self.batch_size = config["HOOKLINE_BATCH_SIZE"]
+        self.batch_size = self.claim_size = config["HOOKLINE_BATCH_SIZE"]  # claim_size: see pacing
         self.lease = config["HOOKLINE_LEASE_SECONDS"]
         self.config = config
         self.schedule: tuple[float, ...] = ()  # the settings' retry window, read with them
@@ -90,7 +89,7 @@ class Drainer:
     def claim(self) -> Batch:
         """Lease up to a batch of due deliveries under a new token; kept renewed until recorded."""
         batch = Batch(new_token())
-        batch.rows = claim(batch.token, self.batch_size, self.lease)
+        batch.rows = claim(batch.token, self.claim_size, self.lease)
         if batch.rows:
             self.keeper.hold(current_app._get_current_object(), batch.token, [d.id for d in batch.rows])
         return batch
@@ -168,6 +167,7 @@ class Drainer:
         secrets = settings.signing_secrets()
         outgoing = [self.prepare(d, settings, secrets) for d in wanted]
         results = self.send_all(outgoing)
+        self.claim_size = pacing.next_claim_size(rows, self.claim_size, self.batch_size, results)
         if streaming:
             # Sent already: only the next claim waits, for more of the stream.
             time.sleep(max(0.0, began + pacing.GATHER_SECONDS - time.monotonic()))
@@ -242,7 +242,7 @@ def drain(linger: float | None = None, helper: bool = False) -> int:
     """The RQ job: deliver everything due, batch after batch; return how many were claimed.
 
     Adaptive: at low load a claim finds one delivery and sends it at once;
-    under load a claim takes up to HOOKLINE_BATCH_SIZE (each the head of a
+    under load a claim takes HOOKLINE_BATCH_SIZE or more (each the head of a
     different call, so order is kept), sends them side by side over kept-alive
     connections (see Drainer.send_all), and records the whole batch in one
     transaction; in a live stream it lets each batch gather for

@@ -23,6 +23,20 @@ BEHIND_SECONDS = 0.1
 #: event, a full batch or one holding an older delivery goes on at once.
 GATHER_SECONDS = 0.010
 
+#: A drain behind on a backlog claims more than HOOKLINE_BATCH_SIZE at once,
+#: doubling batch after batch up to this many times it: every batch pays one
+#: claim, promote, roll-up, BEGIN and commit whatever its size. Not 4: on
+#: SQLite a batch's write transaction holds the one write lock, and with
+#: 256-row transactions four publishing threads beside two drains published
+#: slower (bench/README.md, branch drain3).
+GROW_FACTOR = 2
+
+#: ... but only while every request of its last batch was answered within
+#: this long: a batch is also what a slow receiver holds up (one deadline per
+#: HOOKLINE_SEND_CONCURRENCY requests), so the first slow answer brings the
+#: next claim back to HOOKLINE_BATCH_SIZE.
+ANSWERED_WITHIN_MS = 1000.0
+
 
 def _waited(batch: list[Claimed]) -> float:
     """Seconds the longest-due delivery of a claimed batch has been due.
@@ -57,3 +71,20 @@ def keeps_a_helper_busy(batch: list[Claimed], batch_size: int) -> bool:
     CPU per event of one.
     """
     return _behind_with(batch, max(2, batch_size // 4))
+
+
+def next_claim_size(batch: list[Claimed], size_now: int, batch_size: int, results) -> int:
+    """How many the next claim may take, after sending ``batch`` (claimed with ``size_now``) with ``results``.
+
+    HOOKLINE_BATCH_SIZE unless the drain is behind (``batch`` holds a full
+    HOOKLINE_BATCH_SIZE, some due for longer than BEHIND_SECONDS) and every
+    request was answered within ANSWERED_WITHIN_MS; then twice ``size_now``
+    when ``batch`` filled it (up to GROW_FACTOR times HOOKLINE_BATCH_SIZE),
+    else ``size_now``. Live streams (batches not full) and slow receivers
+    keep the plain size.
+    """
+    if not _behind_with(batch, batch_size) or any(r.duration_ms > ANSWERED_WITHIN_MS for r in results):
+        return batch_size
+    if len(batch) >= size_now:
+        return min(2 * size_now, GROW_FACTOR * batch_size)
+    return size_now

@@ -234,9 +234,13 @@ class Sender:
             pinned = memo[key] = _cached(self._pins, (key, tuple(addresses)), lambda: self._pinning(plan, addresses))
         allowed, resolve = pinned
         handle = loop.handle(self.cainfo, self.deadline)
-        handle.transfer.reset(index, url, key[0], allowed)
-        handle.setopt(pycurl.URL, plan.curl_url)
-        handle.setopt(pycurl.RESOLVE, resolve)
+        transfer = handle.transfer
+        transfer.reset(index, url, key[0], allowed)
+        # An easy handle keeps its options: a reused one already sending to this URL, pinned the same, keeps them.
+        if transfer.target != (target := (plan, resolve)):
+            handle.setopt(pycurl.URL, plan.curl_url)
+            handle.setopt(pycurl.RESOLVE, resolve)
+            transfer.target = target
         if (framing := memo.get(id(custom_headers))) is None:
             framing = memo[id(custom_headers)] = self._framing(custom_headers)
         handle.setopt(pycurl.HTTPHEADER, framing.lines(signature_headers))

@@ -61,7 +61,7 @@ def run(session, statement, values: dict, result_types: tuple = ()) -> list:
     result = connection.exec_driver_sql(plan.sql, tuple(parameters) if plan.positional else parameters)
     if not result.returns_rows:
         return []
-    rows = [list(row) for row in result]
+    rows = [list(row) for row in result.fetchall()]  # one fetchall: iterating fetches row by row
     converters = _result_converters(dialect, result_types)
     for row in rows:
         for position, process in converters:

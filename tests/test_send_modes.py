@@ -190,3 +190,40 @@ def test_a_busy_drain_keeps_saying_it_listens(app, integration, receiver):
         flags.append(bool(r.exists(DRAIN_FLAG)))
     draining.join()
     assert flags == [True] * len(flags)
+
+
+def _batch_sizes(app):
+    """The size of each batch the drain claimed, in claim order: deliveries keep their last claim's token."""
+    with app.app_context():
+        rows = db.session.query(Delivery.id, Delivery.claimed_by).order_by(Delivery.id).all()
+    sizes = {}
+    for _, token in rows:
+        sizes[token] = sizes.get(token, 0) + 1
+    return list(sizes.values())
+
+
+def test_a_drain_behind_a_backlog_claims_larger_batches_while_answers_are_quick(app, integration, receiver,
+                                                                                monkeypatch):
+    # Every batch pays one claim and one commit: behind, with quick answers,
+    # each full batch doubles the next claim, up to GROW_FACTOR batches' worth.
+    monkeypatch.setattr(pacing, "GROW_FACTOR", 4)
+    app.config["HOOKLINE_BATCH_SIZE"] = 4
+    publish_calls(app, 4 + 8 + 16 + 16 + 3)
+    _due_since(app, 10.0)
+    with app.app_context():
+        drain(linger=0)
+    assert len(receiver.wait_for(47)) == 47
+    assert _batch_sizes(app) == [4, 8, 16, 16, 3]
+
+
+def test_a_slow_answer_keeps_the_claims_at_the_batch_size(app, integration, receiver, monkeypatch):
+    # A batch is what a slow receiver holds up: one slow answer and the next claim is a plain batch again.
+    monkeypatch.setattr(pacing, "ANSWERED_WITHIN_MS", 50.0)
+    receiver.default = Reply(delay=0.1)
+    app.config["HOOKLINE_BATCH_SIZE"] = 4
+    publish_calls(app, 12)
+    _due_since(app, 10.0)
+    with app.app_context():
+        drain(linger=0)
+    assert len(receiver.wait_for(12)) == 12
+    assert _batch_sizes(app) == [4, 4, 4]

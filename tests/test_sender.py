@@ -529,6 +529,24 @@ def test_post_many_to_a_hanging_receiver_costs_one_deadline_per_window(receiver)
     assert elapsed < 2.0  # two windows of 0.5 s; one by one it would be 3 s
 
 
+def test_a_reused_handle_goes_where_each_request_says(receiver, sender):
+    # One request at a time: every request after the first reuses the same
+    # easy handle, whose URL is set again only when the request's differs.
+    other = Receiver()
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        urls = [receiver.url("/a"), receiver.url("/a"), other.url("/b"), receiver.url("/c"), other.url("/b")]
+        results = sender.post_many([(url, BODY, _signed()[1], ()) for url in urls], window=1)
+        again = sender.post(receiver.url("/a"), BODY, _signed()[1])
+    finally:
+        other.shutdown()
+        other.server_close()
+
+    assert all(r.ok for r in results) and again.ok
+    assert [seen.path for seen in receiver.seen] == ["/a", "/a", "/c", "/a"]
+    assert [seen.path for seen in other.seen] == ["/b", "/b"]
+
+
 def test_keep_alive_reuses_one_connection(receiver, sender):
     first = sender.post(receiver.url(), BODY, _signed()[1])
     second = sender.post(receiver.url(), BODY, _signed()[1])

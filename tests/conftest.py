@@ -189,6 +189,21 @@ def app(app_config):
 
 
 @pytest.fixture
+def postgres_app(app):
+    """The app, on PostgreSQL only; the integration wants every event (nothing is sent here)."""
+    from events import EVENT_TYPES
+    from models.settings import get_settings
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("PostgreSQL only (set HOOKLINE_TEST_DATABASE_URL)")
+        settings = get_settings()
+        settings.enabled, settings.url, settings.events = True, "https://example.com/hook", list(EVENT_TYPES)
+        db.session.commit()
+    return app
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

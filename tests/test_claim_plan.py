@@ -24,18 +24,6 @@ from tasks.redeliver import redeliver
 CALLS = 50
 
 
-@pytest.fixture
-def postgres_app(app):
-    """The app, on PostgreSQL only; the integration wants every event (nothing is sent here)."""
-    with app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            pytest.skip("PostgreSQL only (set HOOKLINE_TEST_DATABASE_URL)")
-        settings = get_settings()
-        settings.enabled, settings.url, settings.events = True, "https://example.com/hook", list(EVENT_TYPES)
-        db.session.commit()
-    return app
-
-
 def add_history(rows: int) -> None:
     """``rows`` delivered deliveries across CALLS calls, as a busy log holds them."""
     db.session.execute(text(

@@ -12,23 +12,9 @@ import pytest
 from sqlalchemy import text
 
 from bench.scenarios import call_events
-from events import EVENT_TYPES
 from models import db
 from models.events import CANCELLED, Delivery
-from models.settings import get_settings
 from tasks import outbox, publish_events
-
-
-@pytest.fixture
-def postgres_app(app):
-    """The app, on PostgreSQL only; the integration wants every event (nothing is sent here)."""
-    with app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            pytest.skip("PostgreSQL only (set HOOKLINE_TEST_DATABASE_URL)")
-        settings = get_settings()
-        settings.enabled, settings.url, settings.events = True, "https://example.com/hook", list(EVENT_TYPES)
-        db.session.commit()
-    return app
 
 
 def scans_of_deliveries() -> int:

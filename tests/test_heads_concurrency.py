@@ -17,7 +17,6 @@ from sqlalchemy import text
 
 from models import db
 from tasks import outbox, publish_event
-from tests.test_claim_plan import postgres_app  # noqa: F401 (the fixture)
 
 CALLS = 12
 EVENTS = 600

@@ -150,45 +150,37 @@ def _postgresql_rows(compiled: Plan, types: tuple, count: int) -> str | None:
 
 
 @functools.cache
-def _postgresql_types(statement, dialect, keys: tuple) -> tuple:
-    """Each parameter's type as SQL, in the plan's order, without a length.
+def _postgresql_form(statement, dialect, keys: tuple) -> tuple[Plan, tuple]:
+    """The multi-row form's plan and each parameter's type as SQL, in the plan's order.
 
-    A cast to ``VARCHAR(16)`` would cut a longer value short; to ``VARCHAR``
-    then into the column, a value too long is refused, as it was before.
-    """
-    compiled = plan(statement, dialect, keys, many=True)
-    binds = statement.compile(dialect=dialect, column_keys=list(keys)).binds
-    return tuple(re.sub(r"\(\d+\)", "", binds[name].type.compile(dialect=dialect)) for name, _ in compiled.converters)
-
-
-@functools.cache
-def _postgresql_plan(statement, dialect, keys: tuple) -> Plan:
-    """``plan(statement, dialect, keys, many=True)`` with each JSON value bound as its text.
-
-    The multi-row statement casts every parameter to its column's type, so
-    a JSON value can go as the text json.dumps writes (:data:`dumps`, its
+    Types without a length: a cast to ``VARCHAR(16)`` would cut a longer
+    value short; to ``VARCHAR`` then into the column, a value too long is
+    refused, as it was before. Since every parameter is cast to its column's
+    type, a JSON value goes as the text json.dumps writes (:data:`dumps`, its
     encoder built once) instead of psycopg's Json wrapper, which calls
     json.dumps (building an encoder) and looks its dumper up for each value:
-    two JSON columns per attempt. The same text is stored (``json`` keeps
-    it as written). Left as it is when the engine has a serializer of its own.
+    two JSON columns per attempt. The same text is stored (``json`` keeps it
+    as written). Left as it is when the engine has a serializer of its own.
     """
     compiled = plan(statement, dialect, keys, many=True)
     binds = statement.compile(dialect=dialect, column_keys=list(keys)).binds
-    converters = []
+    converters, types = [], []
     for name, convert in compiled.converters:
-        impl = binds[name].type.dialect_impl(dialect)
+        type_ = binds[name].type
+        impl = type_.dialect_impl(dialect)
         if (convert is not None and isinstance(impl, JSON) and dialect._json_serializer is None
                 and hasattr(impl, "_make_bind_processor")):
             convert = impl._make_bind_processor(None, dumps)
         converters.append((name, convert))
-    return Plan(compiled.sql, tuple(converters), compiled.positional)
+        types.append(re.sub(r"\(\d+\)", "", type_.compile(dialect=dialect)))
+    return Plan(compiled.sql, tuple(converters), compiled.positional), tuple(types)
 
 
 #: Rows per statement of the PostgreSQL form (a statement takes at most 65,535 parameters).
 _ROWS_PER_STATEMENT = 500
 
 
-def _run_postgresql(connection, statement, compiled: Plan, rows: list[dict]) -> int | None:
+def _run_postgresql(connection, statement, rows: list[dict]) -> int | None:
     """PostgreSQL: ``rows`` as one statement (see _postgresql_rows); None if the statement has no such form.
 
     psycopg runs an executemany as a pipeline of one statement per row, each
@@ -198,11 +190,9 @@ def _run_postgresql(connection, statement, compiled: Plan, rows: list[dict]) -> 
     """
     import psycopg
 
-    keys = tuple(sorted(rows[0]))
-    types = _postgresql_types(statement, connection.dialect, keys)
+    compiled, types = _postgresql_form(statement, connection.dialect, tuple(sorted(rows[0])))
     if _postgresql_rows(compiled, types, 1) is None:
         return None
-    compiled = _postgresql_plan(statement, connection.dialect, keys)
     written = 0
     cursor = psycopg.RawCursor(connection.connection.driver_connection)
     try:
@@ -235,7 +225,7 @@ def executemany(session, statement, rows: list[dict]) -> int:
     if compiled is None:
         return session.execute(statement, rows).rowcount
     if connection.dialect.driver == "psycopg" and not compiled.positional:
-        written = _run_postgresql(connection, statement, compiled, rows)
+        written = _run_postgresql(connection, statement, rows)
         if written is not None:
             return written
     parameters = [compiled.parameters(row) for row in rows]

@@ -9,23 +9,28 @@ the call's head too.
 ``deliveries.head`` records what is known of an open row (closed rows'
 flags mean nothing):
 
-- NULL, unknown: publish inserts every row so (the column has no default,
-  publish names no value), and redeliver and re-enable set the rows they
-  open again so. Unknown rows are few (those published since the last
-  claim) and sit in their own partial index, ``ix_deliveries_unknown``.
+- NULL, unknown: publish inserts a row so unless it knows better (below),
+  and redeliver and re-enable set the rows they open again so. Unknown
+  rows are few (those published since the last claim) and sit in their
+  own partial index, ``ix_deliveries_unknown``.
 - TRUE: the call's head (or a let-go row, or a row without a call), found
   through ``ix_deliveries_heads`` (due_at, id), earliest due first.
 - FALSE: an older open row of its call holds it.
 
 Who writes it:
 
+- a publish committed on its own (PostgreSQL, tasks.outbox) inserts its
+  row FALSE when its call's newest open row that holds the call is not
+  leased, and locks that row FOR SHARE until it commits (SKIP LOCKED: a
+  row some drain is writing is passed over, and the publish writes NULL
+  if it finds no other); in a caller's transaction, and on SQLite, NULL;
 - the claim (one statement) leases the first ``limit`` due, unleased rows
   among: TRUE rows, unknown rows, let-go rows and their calls' next rows
   (``ix_deliveries_let_go``), each one checked by one index seek to have no
   older open row of its call that holds the call, and sets TRUE on what it
   leases. In the same statement it marks FALSE the unknown rows among the
   oldest ``resolve`` that have an older open *unleased* row of their call
-  holding it;
+  holding it (locking only those);
 - a drain that records a batch (closed, or let go by a 4xx) marks each of
   its calls' first open holding row TRUE, in the same transaction
   (promote);
@@ -41,9 +46,17 @@ Why no call is left with open rows and no head (PostgreSQL, READ
 COMMITTED, several drains, publishes committing at any time; SQLite runs one
 writer at a time, so the same argument holds trivially). A call's head h is
 always found by some claim unless h is FALSE and not let go, and nothing
-else of its call reaches it. h became FALSE in a claim C that saw, in its
-snapshot, an older open row o of the call that holds it with
-``lease_until IS NULL``. Such an o is not being closed by anybody: only the
+else of its call reaches it. h became FALSE either in a publish P that
+locked an older open row o of the call holding it with ``lease_until IS
+NULL`` (a lock reads the row's latest committed version), or in a claim C
+that saw such an o in its snapshot.
+For P: no claim can lease o until P has committed (the claim's reads skip
+a row locked FOR SHARE, and its UPDATE would wait for the lock), so the
+write that closes o, a later transaction than that claim's, runs its
+promote when h is committed and visible; promote then sets TRUE on the
+call's first open holding row, h, or an older row whose own close comes
+later still, when h is visible too. If o lets go instead, (b) applies.
+For C: such an o is not being closed by anybody: only the
 drain holding o's lease closes it (outbox.write is fenced by the token),
 and a row whose lease is NULL in a committed version was either never
 claimed since it was opened or has been recorded since. So o can only stop
@@ -73,7 +86,8 @@ after ``limit`` of them; unknown rows are the last moments' publishes;
 let-go rows are few. A claim's reads follow its batch, the unknown rows and
 the let-go rows, not the number of calls with open deliveries.
 
-Locks: the claim's reads lock with SKIP LOCKED, so a claim never waits.
+Locks: the claim's reads lock with SKIP LOCKED, so a claim never waits;
+nor does a publish (its one lock skips locked rows too).
 Promote may wait for a claim or another drain's promote touching the same
 row (both commit at once); two drains promoting two same rows in opposite
 orders would deadlock, PostgreSQL ends one, and the drain records its batch
@@ -187,11 +201,23 @@ def _oldest_unknown(dialect: str, lock: bool) -> str:
 
 def _resolve_where(dialect: str, row: str) -> str:
     """The unknown rows among the oldest ``:resolve`` that wait behind an older, unleased row of their call."""
-    oldest = _oldest_unknown(dialect, lock=dialect == "postgresql")
+    oldest = _oldest_unknown(dialect, lock=False)
     # Not let go, and held back by an unleased row: so not a head either (one seek, not two).
     return (f"{_id_among(dialect, f'{row}.id', oldest)} AND {row}.head IS NULL AND {row}.call_id IS NOT NULL"
             f" AND ({row}.holds_call_until IS NULL OR {row}.holds_call_until > :now)"
             f" AND {_held_back(dialect, row, ' AND o.lease_until IS NULL')}")
+
+
+def _waiting_ids() -> str:
+    """PostgreSQL: the ids _resolve_where picks, each locked (skipping rows another drain holds).
+
+    Only the rows to be marked are locked: a lock is a write of the row's
+    page and a WAL record, and most of the window (rows behind a leased
+    row, left unknown) used to be locked by every claim again.
+    """
+    return (f"SELECT u.id FROM deliveries AS u WHERE {_resolve_where('postgresql', 'u')}"
+            f" AND {_open_by_id('postgresql', UNKNOWN_SQL.replace('status', 'u.status').replace('head', 'u.head'))}"
+            " FOR UPDATE OF u SKIP LOCKED")
 
 
 _NOW = bindparam("now", type_=DateTime())
@@ -217,7 +243,7 @@ def claim_statement(dialect: str):
     if dialect == "postgresql":
         with_ = (f"WITH {_candidates(dialect, lock=True)}, pick AS ({_PICK}),"
                  " waiting AS (UPDATE deliveries AS w SET head = FALSE"
-                 f" WHERE {_resolve_where(dialect, 'w')} RETURNING w.id)")
+                 f" WHERE {_id_among(dialect, 'w.id', _waiting_ids())} AND w.head IS NULL RETURNING w.id)")
         update = ("UPDATE deliveries SET lease_until = :lease, claimed_by = :token, head = TRUE"
                   f" WHERE {leased} AND {_open_by_id(dialect)} AND (lease_until IS NULL OR lease_until < :now)")
     else:

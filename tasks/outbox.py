@@ -22,10 +22,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, insert, literal_column, select, text, update
+from sqlalchemy import bindparam, insert, literal_column, or_, select, text, update
 
 from models import db, utcnow
-from models.events import CANCELLED, HELD, Attempt, Delivery, Event
+from models.events import CANCELLED, HELD, Attempt, Delivery, Event, is_open
 from models.settings import HELD_REASON, NEW_STATUS_SQL, wants_sql
 from tasks import driver, heads, publish_pg, publish_sqlite, rollups, sqlite_lock, statements
 
@@ -203,18 +203,48 @@ _INSERT_DELIVERY = insert(Delivery.__table__).from_select(
     select(bindparam("event_seq"), *_values(Delivery.__table__, _DELIVERY_COLUMNS), literal_column(NEW_STATUS_SQL)))
 
 
+def _waiting_behind(deliveries, call_id, now):
+    """FALSE when an older open row of the call holds it and is not leased (locked FOR SHARE), else NULL.
+
+    A publish's ``head`` (see tasks.heads): a row published behind a
+    waiting row of its call goes in as FALSE, so no claim has to mark it
+    (a write of the whole row and of each of its index entries). The lock
+    keeps that older row unleased until the publish commits, so the write
+    that later closes it sees the new row when it promotes the call's next
+    one. SKIP LOCKED: a row a drain is writing now is passed over (NULL is
+    always a safe answer), so a publish never waits for a drain. Newest
+    first: the row found is the call's last open one, rarely the head a
+    claim is about to lease.
+    """
+    o = deliveries.alias("o")
+    return (select(literal_column("FALSE")).select_from(o)
+            .where(is_open(o.c.status), o.c.call_id == call_id, o.c.lease_until.is_(None),
+                   or_(o.c.holds_call_until.is_(None), o.c.holds_call_until > now))
+            .order_by(o.c.id.desc()).limit(literal_column("1")).with_for_update(read=True, skip_locked=True)
+            .scalar_subquery())
+
+
 @functools.cache
-def _insert_both():
+def _insert_both(waiting: bool = False):
     """PostgreSQL: the event (if wanted) and, from its RETURNING, the delivery, in one statement.
 
-    Its parameters are named as its columns (the delivery's with a ``d_`` prefix).
+    Its parameters are named as its columns (the delivery's with a ``d_``
+    prefix). With ``waiting``, the delivery's ``head`` is written as
+    _waiting_behind says: only for a statement committed on its own, so
+    that the row lock it may take is held for no longer than that (a
+    drain's promote waits for it); in a caller's transaction the row goes
+    in unknown (NULL), as before.
     """
     deliveries = Delivery.__table__
     new_event = _insert_event("postgresql").cte("new_event")
-    return insert(deliveries).from_select(
-        ["event_seq", *_DELIVERY_COLUMNS, "status"],
-        select(new_event.c.seq, *_values(deliveries, _DELIVERY_COLUMNS, prefix="d_"), literal_column(NEW_STATUS_SQL)),
-    ).returning(deliveries.c.id)
+    values = _values(deliveries, _DELIVERY_COLUMNS, prefix="d_")
+    columns = ["event_seq", *_DELIVERY_COLUMNS, "status"]
+    selected = [new_event.c.seq, *values, literal_column(NEW_STATUS_SQL)]
+    if waiting:
+        by_name = dict(zip(_DELIVERY_COLUMNS, values))
+        columns.append("head")
+        selected.append(_waiting_behind(deliveries, by_name["call_id"], by_name["created_at"]))
+    return insert(deliveries).from_select(columns, select(*selected)).returning(deliveries.c.id)
 
 
 def _both_values(event: dict, delivery: dict) -> dict:
@@ -224,8 +254,8 @@ def _both_values(event: dict, delivery: dict) -> dict:
 
 @functools.cache
 def _insert_both_sql(dialect) -> str:
-    """``_insert_both`` compiled once to the driver's SQL text."""
-    return _insert_both().compile(dialect=dialect).string
+    """``_insert_both`` (with the waiting mark: a statement of its own) compiled once to the driver's SQL text."""
+    return _insert_both(waiting=True).compile(dialect=dialect).string
 
 
 @functools.cache

@@ -33,7 +33,9 @@ Who writes it:
   holding it (locking only those);
 - a drain that records a batch (closed, or let go by a 4xx) marks each of
   its calls' first open holding row TRUE, in the same transaction
-  (promote);
+  (promote). On PostgreSQL the claim that follows in that transaction
+  does it, in its own UPDATE, leasing such a row in the same write when
+  it picks it; with no claim, promote runs just before the commit;
 - redeliver and re-enable set the rows they open to NULL.
 
 Why nothing is sent out of order, whatever the flags say: every candidate
@@ -86,12 +88,12 @@ after ``limit`` of them; unknown rows are the last moments' publishes;
 let-go rows are few. A claim's reads follow its batch, the unknown rows and
 the let-go rows, not the number of calls with open deliveries.
 
-Locks: the claim's reads lock with SKIP LOCKED, so a claim never waits;
-nor does a publish (its one lock skips locked rows too).
-Promote may wait for a claim or another drain's promote touching the same
-row (both commit at once); two drains promoting two same rows in opposite
-orders would deadlock, PostgreSQL ends one, and the drain records its batch
-row by row (tasks.drain.Drainer.write).
+Locks: the claim's reads lock with SKIP LOCKED, so a claim that promotes
+nothing never waits; nor does a publish (its one lock skips locked rows
+too). Promote (on its own or in a claim) may wait for a claim or another
+drain's promote touching the same row (both commit at once); two drains
+waiting so for rows the other holds would deadlock, PostgreSQL ends one,
+and the drain records its batch row by row (tasks.drain.Drainer.write).
 """
 
 import functools
@@ -240,12 +242,24 @@ def claim_statement(dialect: str):
     data-modifying CTE; SQLite, which has none, in the same UPDATE.
     """
     leased = f"{_id_among(dialect, 'deliveries.id', 'SELECT id FROM pick')}"
+    unleased = "(lease_until IS NULL OR lease_until < :now)"
     if dialect == "postgresql":
-        with_ = (f"WITH {_candidates(dialect, lock=True)}, pick AS ({_PICK}),"
+        # promoted, s4: promote's rows for the deliveries of :promote (the
+        # batch this transaction just recorded), leased in the same write
+        # when due and picked; flagged TRUE, as promote does, when not.
+        promoted = _first_holding(dialect, "SELECT unnest(CAST(:promote AS bigint[]))")
+        with_ = (f"WITH promoted AS ({promoted}), {_candidates(dialect, lock=True)},"
+                 f" s4 AS (SELECT d.id, d.due_at FROM deliveries AS d WHERE d.id = ANY(ARRAY(SELECT id FROM promoted))"
+                 f" AND {_open_by_id(dialect)} AND {_DUE.format('d')} ORDER BY d.due_at, d.id LIMIT :limit"
+                 f" FOR UPDATE SKIP LOCKED), pick AS ({_PICK.replace(') AS c', ' UNION SELECT id, due_at FROM s4) AS c')}),"
                  " waiting AS (UPDATE deliveries AS w SET head = FALSE"
                  f" WHERE {_id_among(dialect, 'w.id', _waiting_ids())} AND w.head IS NULL RETURNING w.id)")
-        update = ("UPDATE deliveries SET lease_until = :lease, claimed_by = :token, head = TRUE"
-                  f" WHERE {leased} AND {_open_by_id(dialect)} AND (lease_until IS NULL OR lease_until < :now)")
+        update = (f"UPDATE deliveries SET head = TRUE,"
+                  f" lease_until = CASE WHEN {leased} AND {unleased} THEN :lease ELSE lease_until END,"
+                  f" claimed_by = CASE WHEN {leased} AND {unleased} THEN :token ELSE claimed_by END"
+                  f" WHERE {_open_by_id(dialect)} AND (({leased} AND {unleased})"
+                  " OR (deliveries.id = ANY(ARRAY(SELECT id FROM promoted)) AND head IS NOT TRUE))")
+        is_leased = "claimed_by = :token"
     else:
         with_ = f"WITH {_candidates(dialect, lock=False)}, pick AS MATERIALIZED ({_PICK})"
         update = (f"UPDATE deliveries SET head = {leased},"
@@ -253,13 +267,14 @@ def claim_statement(dialect: str):
                   f" claimed_by = CASE WHEN {leased} THEN :token ELSE claimed_by END"
                   f" WHERE ({leased} AND {OPEN_SQL} AND (lease_until IS NULL OR lease_until < :now))"
                   f" OR ({_resolve_where(dialect, 'deliveries')})")
-    event = "(SELECT e.{0} FROM events AS e WHERE e.seq = deliveries.event_seq AND deliveries.head) AS {1}"
+        is_leased = "head"
+    event = "(SELECT e.{0} FROM events AS e WHERE e.seq = deliveries.event_seq AND deliveries.%s) AS {1}" % is_leased
     # Every returned column is named as in _RETURNED: SQLAlchemy converts a
     # text statement's columns by name (an unnamed DateTime came back from
     # SQLite as text, and the settings were read again for every batch).
     sql = (
         f"{with_} {update}"
-        " RETURNING head, id, event_type, is_test, attempt_count, delivered_at,"
+        f" RETURNING {is_leased} AS head, id, event_type, is_test, attempt_count, delivered_at,"
         f" {event.format('id', 'event_id')}, {event.format('body', 'body')}, due_at,"
         f" (SELECT s.updated_at FROM webhook_settings AS s WHERE s.id = {int(SETTINGS_ID)}) AS settings_version,"
         " holds_call_until"
@@ -273,22 +288,32 @@ def due_statement(dialect: str):
     return text(f"WITH {_candidates(dialect, lock=False)} {_PICK}").bindparams(_NOW).columns(id=Integer)
 
 
+def _first_holding(dialect: str, ids: str) -> str:
+    """SELECT of the first open holding row of each call of the deliveries ``ids`` selects (promote's rows)."""
+    first = (f"SELECT min(n.id) FROM deliveries AS n{_indexed(dialect, 'ix_deliveries_open_call')}"
+             f" WHERE {OPEN_SQL} AND n.call_id = c.call_id AND {_HOLDING.format('n')}")
+    calls = (f"(SELECT DISTINCT call_id FROM deliveries AS w WHERE {_id_among(dialect, 'w.id', ids)}"
+             " AND call_id IS NOT NULL) AS c")
+    return f"SELECT ({first}) AS id FROM {calls}"
+
+
 @functools.cache
 def _promote_statement(dialect: str):
     """Flag TRUE the first open row holding the call of each delivery of ``:ids`` (bound: now, ids)."""
-    first = (f"SELECT min(n.id) FROM deliveries AS n{_indexed(dialect, 'ix_deliveries_open_call')}"
-             f" WHERE {OPEN_SQL} AND n.call_id = c.call_id AND {_HOLDING.format('n')}")
     ids = ("SELECT unnest(CAST(:ids AS bigint[]))" if dialect == "postgresql"
            else "SELECT CAST(value AS INTEGER) FROM json_each(:ids)")
-    calls = (f"(SELECT DISTINCT call_id FROM deliveries AS w WHERE {_id_among(dialect, 'w.id', ids)}"
-             " AND call_id IS NOT NULL) AS c")
-    return text(f"UPDATE deliveries SET head = TRUE WHERE {_id_among(dialect, 'id', f'SELECT ({first}) FROM {calls}')}"
+    return text(f"UPDATE deliveries SET head = TRUE WHERE {_id_among(dialect, 'id', _first_holding(dialect, ids))}"
                 f" AND {_open_by_id(dialect)} AND head IS NOT TRUE").bindparams(_NOW)
 
 
-def params(limit: int, now) -> dict:
-    """The bound values every claim statement needs (``now``, ``limit``, ``resolve``)."""
-    return {"now": now, "limit": limit, "resolve": max(RESOLVE_AT_LEAST, RESOLVE_PER_LEASE * limit)}
+def params(limit: int, now, promote=()) -> dict:
+    """The bound values every claim statement needs (``now``, ``limit``, ``resolve``, ``promote``).
+
+    ``promote``: ids this transaction recorded and has not promoted after
+    (PostgreSQL's claim promotes them; other statements ignore it).
+    """
+    return {"now": now, "limit": limit, "resolve": max(RESOLVE_AT_LEAST, RESOLVE_PER_LEASE * limit),
+            "promote": sorted(promote)}
 
 
 def promote(session, delivery_ids, now) -> None:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, insert, literal_column, or_, select, text, update
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
 
 from models import db, utcnow
 from models.events import CANCELLED, HELD, Attempt, Delivery, Event, is_open
@@ -71,7 +73,8 @@ def claim(token: str, limit: int, lease_seconds: float) -> list[Claimed]:
     """
     sqlite_lock.begin_writing(db.session)  # a no-op when claimed inside a batch's write
     now = utcnow()
-    params = dict(heads.params(limit, now), lease=now + timedelta(seconds=lease_seconds), token=token)
+    params = dict(heads.params(limit, now, db.session.info.pop(_PROMOTE, ())),  # see _write
+                  lease=now + timedelta(seconds=lease_seconds), token=token)
     with statements.by_key(db.session):
         rows = statements.run(db.session, heads.claim_statement(db.engine.dialect.name), params, heads.RETURNED)
     # Rows marked as waiting come back too, not leased (head FALSE).
@@ -152,10 +155,35 @@ def _write(token: str, ids: set[int], attempts: list[dict], changes: list[dict])
     attempts = [attempt for attempt in attempts if attempt["delivery_id"] in held]
     if attempts:
         driver.executemany(db.session, _INSERT_ATTEMPTS, attempts)
-    # Closed or let go: the row behind becomes its call's head in this transaction.
-    heads.promote(db.session, held, utcnow())
+    # Closed or let go: the row behind becomes its call's head in this
+    # transaction. On PostgreSQL by the claim that follows in it (one write
+    # of that row, not two, when the claim leases it), or before the commit.
+    if db.engine.dialect.name == "postgresql":
+        db.session.info.setdefault(_PROMOTE, set()).update(held)
+    else:
+        heads.promote(db.session, held, utcnow())
     rollups.add_batch(attempts, changes)
     return set(held)
+
+
+#: ``Session.info`` key: ids written in this transaction whose calls' next rows are not promoted yet.
+_PROMOTE = "hookline_promote"
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _promote_before_commit(session) -> None:
+    """Promote what a write left to a claim that did not come (see _write)."""
+    ids = session.info.pop(_PROMOTE, None)
+    if ids:
+        with statements.by_key(session):
+            heads.promote(session, ids, utcnow())
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _forget_promote(session, transaction) -> None:
+    """A rolled back write promotes nothing."""
+    if transaction.parent is None:
+        session.info.pop(_PROMOTE, None)
 
 
 def _still_held(token: str, ids) -> set[int]:

@@ -2,7 +2,7 @@
 
 A publish committed on its own marks its delivery as waiting when an older
 open row of its call is not leased, locking that row until it commits
-(tasks.outbox._waiting_behind). It must never wait for a drain that is
+(tasks.publish_sql._waiting_behind). It must never wait for a drain that is
 writing the call's rows, and the call's events must still go out, each
 once, in publish order.
 """

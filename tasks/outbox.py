@@ -1,4 +1,4 @@
-"""The delivery path's SQL: new events' INSERTs, the claim, fenced writes, lease renewal.
+"""The delivery path's SQL: the claim, fenced writes, lease renewal (new events' INSERTs: tasks.publish_sql).
 
 A claim is a lease under a token of its own (``deliveries.claimed_by``).
 Everything a drain writes afterwards for those rows is fenced by that
@@ -12,22 +12,24 @@ webhook-id). Leases are short and renewed while a batch is in flight
 one lease. Which deliveries are claimable (each call's head) is kept in
 ``deliveries.head`` on write; tasks.heads holds those statements. Every
 branch on the database (SQLite or PostgreSQL) of the delivery path is in
-these two modules, tasks.driver, tasks.statements, tasks.publish_pg and,
+these two modules, tasks.driver, tasks.statements, tasks.publish_sql, tasks.publish_pg and,
 for SQLite's write lock, tasks.sqlite_lock and tasks.publish_sqlite.
 """
 
-import functools
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, insert, literal_column, select, text, update
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
 
 from models import db, utcnow
-from models.events import CANCELLED, HELD, Attempt, Delivery, Event
-from models.settings import HELD_REASON, NEW_STATUS_SQL, wants_sql
-from tasks import driver, heads, publish_pg, publish_sqlite, rollups, sqlite_lock, statements
+from models.events import CANCELLED, HELD, Attempt, Delivery
+from models.settings import HELD_REASON
+from tasks import driver, heads, rollups, sqlite_lock, statements
+from tasks.publish_sql import insert_new, insert_new_alone  # noqa: F401 (tasks.publish's)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,8 @@ def claim(token: str, limit: int, lease_seconds: float) -> list[Claimed]:
     """
     sqlite_lock.begin_writing(db.session)  # a no-op when claimed inside a batch's write
     now = utcnow()
-    params = dict(heads.params(limit, now), lease=now + timedelta(seconds=lease_seconds), token=token)
+    params = dict(heads.params(limit, now, db.session.info.pop(_PROMOTE, ())),  # see _write
+                  lease=now + timedelta(seconds=lease_seconds), token=token)
     with statements.by_key(db.session):
         rows = statements.run(db.session, heads.claim_statement(db.engine.dialect.name), params, heads.RETURNED)
     # Rows marked as waiting come back too, not leased (head FALSE).
@@ -152,10 +155,35 @@ def _write(token: str, ids: set[int], attempts: list[dict], changes: list[dict])
     attempts = [attempt for attempt in attempts if attempt["delivery_id"] in held]
     if attempts:
         driver.executemany(db.session, _INSERT_ATTEMPTS, attempts)
-    # Closed or let go: the row behind becomes its call's head in this transaction.
-    heads.promote(db.session, held, utcnow())
+    # Closed or let go: the row behind becomes its call's head in this
+    # transaction. On PostgreSQL by the claim that follows in it (one write
+    # of that row, not two, when the claim leases it), or before the commit.
+    if db.engine.dialect.name == "postgresql":
+        db.session.info.setdefault(_PROMOTE, set()).update(held)
+    else:
+        heads.promote(db.session, held, utcnow())
     rollups.add_batch(attempts, changes)
     return set(held)
+
+
+#: ``Session.info`` key: ids written in this transaction whose calls' next rows are not promoted yet.
+_PROMOTE = "hookline_promote"
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _promote_before_commit(session) -> None:
+    """Promote what a write left to a claim that did not come (see _write)."""
+    ids = session.info.pop(_PROMOTE, None)
+    if ids:
+        with statements.by_key(session):
+            heads.promote(session, ids, utcnow())
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _forget_promote(session, transaction) -> None:
+    """A rolled back write promotes nothing."""
+    if transaction.parent is None:
+        session.info.pop(_PROMOTE, None)
 
 
 def _still_held(token: str, ids) -> set[int]:
@@ -172,90 +200,3 @@ def renew(token: str, ids, lease_seconds: float) -> int:
                                              "lease": utcnow() + timedelta(seconds=lease_seconds)})
     db.session.commit()
     return result.rowcount
-
-
-# -- new events: publish's INSERTs
-
-_EVENT_COLUMNS = ("id", "event_type", "call_id", "timestamp_utc", "is_test", "body", "created_at")
-_DELIVERY_COLUMNS = ("event_type", "call_id", "is_test", "due_at", "created_at", "attempt_count")
-
-def _values(table, columns, prefix=""):
-    """Typed bind parameters for ``columns`` of ``table`` (named ``prefix`` + column)."""
-    return [bindparam(prefix + c, type_=table.c[c].type) for c in columns]
-
-
-@functools.cache
-def _insert_event(dialect: str):
-    """INSERT the event if the integration wants its type, RETURNING its seq (no row: not wanted).
-
-    Built once per dialect: building and cache-keying a statement costs as
-    much as running it on SQLite.
-    """
-    events = Event.__table__
-    wanted = select(*_values(events, _EVENT_COLUMNS)).where(text(wants_sql(dialect)))
-    return insert(events).from_select(_EVENT_COLUMNS, wanted).returning(events.c.seq)
-
-
-#: SQLite: the delivery of the event just inserted (``:event_seq``), pending
-#: or held as the settings row says (in the same transaction as the event's).
-_INSERT_DELIVERY = insert(Delivery.__table__).from_select(
-    ["event_seq", *_DELIVERY_COLUMNS, "status"],
-    select(bindparam("event_seq"), *_values(Delivery.__table__, _DELIVERY_COLUMNS), literal_column(NEW_STATUS_SQL)))
-
-
-@functools.cache
-def _insert_both():
-    """PostgreSQL: the event (if wanted) and, from its RETURNING, the delivery, in one statement.
-
-    Its parameters are named as its columns (the delivery's with a ``d_`` prefix).
-    """
-    deliveries = Delivery.__table__
-    new_event = _insert_event("postgresql").cte("new_event")
-    return insert(deliveries).from_select(
-        ["event_seq", *_DELIVERY_COLUMNS, "status"],
-        select(new_event.c.seq, *_values(deliveries, _DELIVERY_COLUMNS, prefix="d_"), literal_column(NEW_STATUS_SQL)),
-    ).returning(deliveries.c.id)
-
-
-def _both_values(event: dict, delivery: dict) -> dict:
-    """``_insert_both``'s parameters: the event's as they are, the delivery's with a ``d_`` prefix."""
-    return {**event, **{f"d_{k}": v for k, v in delivery.items()}}
-
-
-@functools.cache
-def _insert_both_sql(dialect) -> str:
-    """``_insert_both`` compiled once to the driver's SQL text."""
-    return _insert_both().compile(dialect=dialect).string
-
-
-@functools.cache
-def _sqlite_plans(dialect):
-    """SQLite: the event's and the delivery's INSERT as driver plans (the delivery's first parameter is event_seq)."""
-    insert_delivery = driver.plan(_INSERT_DELIVERY, dialect)
-    assert insert_delivery.converters[0][0] == "event_seq"
-    return driver.plan(_insert_event("sqlite"), dialect), insert_delivery
-
-
-def insert_new_alone(engine, event: dict, delivery: dict, wait_for_flush: bool) -> bool:
-    """Write a new event and its delivery in a transaction of their own, on the thread's own connection; True if wanted.
-
-    PostgreSQL: one statement in autocommit, one round trip (no BEGIN and
-    COMMIT, no pool checkout and its ping: tasks.publish_pg), which waits
-    for the disk flush only if ``wait_for_flush``. SQLite: the
-    two INSERTs and a commit (tasks.publish_sqlite). The driver's
-    connection directly: SQLAlchemy's execute and the session's commit
-    around the same statements cost the engine as much CPU again.
-    """
-    if engine.dialect.name != "postgresql":
-        return publish_sqlite.insert(engine, *_sqlite_plans(engine.dialect), event, delivery)
-    return publish_pg.insert(engine, _insert_both_sql(engine.dialect), _both_values(event, delivery), wait_for_flush)
-
-
-def insert_new(conn, event: dict, delivery: dict) -> bool:
-    """INSERT a new event and its delivery on ``conn``, in its transaction (both or neither); True if wanted."""
-    if conn.dialect.name == "postgresql":
-        return conn.execute(_insert_both(), _both_values(event, delivery)).scalar() is not None
-    seq = conn.execute(_insert_event(conn.dialect.name), event).scalar()
-    if seq is not None:
-        conn.execute(_INSERT_DELIVERY, {**delivery, "event_seq": seq})
-    return seq is not None

@@ -1,6 +1,6 @@
 """PostgreSQL: a publish's one statement on the publishing thread's own connection, in autocommit.
 
-A publish on PostgreSQL is one INSERT (tasks.outbox), committed by itself.
+A publish on PostgreSQL is one INSERT (tasks.publish_sql), committed by itself.
 Checking a connection out of SQLAlchemy's pool cost a second round trip:
 the pool pings every connection it hands out (``pool_pre_ping``), so that a
 connection the server dropped (a restart) is replaced instead of failing
@@ -28,6 +28,10 @@ _ALREADY_WRITTEN = "SELECT 1 FROM events WHERE id = %(id)s"
 
 def _prepare(kept) -> None:
     kept.connection.autocommit = True  # each publish is its own transaction, one round trip
+    # The publish looks up its call's last open row (tasks.publish_sql): planned
+    # on a young table, a prepared plan could keep scanning the whole log
+    # for it (see tasks.statements.by_key). This connection runs nothing else.
+    kept.connection.execute("SET enable_seqscan = off")
 
 
 _connections = ThreadConnections(_prepare)

@@ -17,7 +17,6 @@ from sqlalchemy import func, select
 from models import db, utcnow
 from models.events import DELIVERED, FAILED, Delivery, has_status
 from models.rollups import minute_of, rollups
-from models.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +29,6 @@ def disable(settings, reason: str) -> None:
     settings.disabled_reason = reason
     settings.disabled_at = utcnow()
     log.warning("integration disabled: %s", reason)
-
-
-def after_batch(recorded, url: str) -> None:
-    """The integration-wide steps a drain's batch of outcomes (attempts.Recorded) call for: a 410 disables, failures may."""
-    if any(r.gone for r in recorded):
-        after_gone(get_settings(), url)
-    if any(r.failed for r in recorded):
-        after_failure(get_settings())
 
 
 def after_gone(settings, url: str) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from extensions import get_sender
 from models import db
 from models.settings import WebhookSettings, get_settings, refusal
-from tasks import attempts, autodisable, checkpoints, leases, outbox, pacing, retry
+from tasks import attempts, autodisable, leases, outbox, pacing, retry
 from tasks.outbox import Claimed, claim, has_due_work, new_token  # noqa: F401 (has_due_work: the tick's)
 from tasks.queue import (
     ask_for_help, jobs_waiting, listening, started_as_helper, stop_listening, wait_for_bell, wake,
@@ -40,6 +40,14 @@ class Batch:
     """Deliveries leased under one claim token."""
     token: str
     rows: list[Claimed] = field(default_factory=list)
+
+
+def after_recording(recorded: list[attempts.Recorded], url: str) -> None:
+    """The integration-wide steps a batch's outcomes call for: a 410 disables, failures may."""
+    if any(r.gone for r in recorded):
+        autodisable.after_gone(get_settings(), url)
+    if any(r.failed for r in recorded):
+        autodisable.after_failure(get_settings())
 
 
 _REDIS_DOWN = object()
@@ -83,7 +91,6 @@ class Drainer:
         batch = Batch(new_token())
         batch.rows = claim(batch.token, self.claim_size, self.lease)
         if batch.rows:
-            checkpoints.start(db.engine)  # SQLite: the WAL is copied from a thread, not in our commits
             self.keeper.hold(current_app._get_current_object(), batch.token, [d.id for d in batch.rows])
         return batch
 
@@ -181,7 +188,7 @@ class Drainer:
         try:
             outbox.write(batch.token, [r.attempt for r in recorded],
                          [r.change for r in recorded] + outbox.cancelled(reasons))
-            autodisable.after_batch(recorded, url)
+            after_recording(recorded, url)
             if claim_next:
                 self.ahead = self.claim()
             db.session.commit()
@@ -204,7 +211,7 @@ class Drainer:
                 one = one.stripped(error)
                 outbox.write(batch.token, [one.attempt], [one.change])
                 db.session.commit()
-        autodisable.after_batch(recorded, url)
+        after_recording(recorded, url)
         db.session.commit()
 
     def run_until_empty(self) -> int:

@@ -210,13 +210,30 @@ def _run_postgresql(connection, statement, rows: list[dict]) -> int | None:
     return written
 
 
-def executemany(session, statement, rows: list[dict]) -> int:
+def parameters_for(dialect, statement, rows: list[dict]) -> list | None:
+    """``rows`` as the driver's executemany takes them, built now (None: executemany builds its own).
+
+    For a writer that holds a lock while it runs the statement (a drain on
+    SQLite holds the one write lock from BEGIN IMMEDIATE to its commit): it
+    converts the rows first, then begins. None for what executemany does
+    otherwise (PostgreSQL's one statement of many rows, SQLAlchemy's execute).
+    """
+    if not rows:
+        return None
+    compiled = plan(statement, dialect, tuple(sorted(rows[0])), many=True)
+    if compiled is None or (dialect.driver == "psycopg" and not compiled.positional):
+        return None
+    return [compiled.parameters(row) for row in rows]
+
+
+def executemany(session, statement, rows: list[dict], parameters: list | None = None) -> int:
     """Run ``statement`` once per dict of ``rows`` (all with the same keys) in the session's transaction.
 
     Returns how many rows it changed (both drivers count an executemany's
     rows; psycopg sums its statements'): the drain's state UPDATE is its own fence.
     On PostgreSQL an INSERT's or a by-key UPDATE's rows go as one statement
     (see _run_postgresql): the same rows written, the same count.
+    ``parameters``: the rows as parameters_for built them earlier, if it did.
     """
     if not rows:
         return 0
@@ -228,7 +245,8 @@ def executemany(session, statement, rows: list[dict]) -> int:
         written = _run_postgresql(connection, statement, rows)
         if written is not None:
             return written
-    parameters = [compiled.parameters(row) for row in rows]
+    if parameters is None:
+        parameters = [compiled.parameters(row) for row in rows]
     dbapi = connection.dialect.dbapi
     cursor = connection.connection.driver_connection.cursor()
     try:

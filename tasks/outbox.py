@@ -131,30 +131,51 @@ def write(token: str, attempts: list[dict], changes: list[dict]) -> set[int]:
     if not changes:
         return set()  # nothing changed, so no attempt goes in either
     ids = {change["delivery_id"] for change in changes}
-    sqlite_lock.begin_writing(db.session)  # the write transaction's first statement
-    with statements.by_key(db.session):
-        return _write(token, ids, attempts, changes)
-
-
-def _write(token: str, ids: set[int], attempts: list[dict], changes: list[dict]) -> set[int]:
-    """write's statements (see write)."""
+    # Only rows whose state this write changes get an attempt (none without a change).
+    attempts = [attempt for attempt in attempts if attempt["delivery_id"] in ids]
     # executemany needs the same keys in every dict: cancellations set fewer columns.
     groups: dict[frozenset, list[dict]] = {}
     for change in changes:
         change = {**change, "held_by": token}
         groups.setdefault(frozenset(change), []).append(change)
-    written = sum(driver.executemany(db.session, _UPDATE_HELD, group) for group in groups.values())
+    # Every row's parameters and the roll-ups' sums are built before the
+    # transaction begins: on SQLite it holds the one write lock, which the
+    # engine's publishes wait for, until the commit.
+    dialect = db.engine.dialect
+    batch = _Batch([(group, driver.parameters_for(dialect, _UPDATE_HELD, group)) for group in groups.values()],
+                   attempts, driver.parameters_for(dialect, _INSERT_ATTEMPTS, attempts),
+                   rollups.batch_tally(attempts, changes))
+    sqlite_lock.begin_writing(db.session)  # the write transaction's first statement
+    with statements.by_key(db.session):
+        return _write(token, ids, changes, batch)
+
+
+@dataclass
+class _Batch:
+    """write's rows with their driver parameters (None: built when run) and its roll-up sums."""
+
+    updates: list[tuple[list[dict], list | None]]
+    attempts: list[dict]
+    attempt_parameters: list | None
+    tallies: dict
+
+
+def _write(token: str, ids: set[int], changes: list[dict], batch: _Batch) -> set[int]:
+    """write's statements (see write)."""
+    written = sum(driver.executemany(db.session, _UPDATE_HELD, group, parameters)
+                  for group, parameters in batch.updates)
+    attempts, parameters, tallies = batch.attempts, batch.attempt_parameters, batch.tallies
     if written < len(ids):
         held = _still_held(token, ids)
         log.warning("lease lost for deliveries %s: another drain holds them; nothing written for them",
                     sorted(ids - held))
         changes = [change for change in changes if change["delivery_id"] in held]
+        attempts, parameters = [attempt for attempt in attempts if attempt["delivery_id"] in held], None
+        tallies = rollups.batch_tally(attempts, changes)
     else:
         held = ids
-    # Only rows whose state this write changed get an attempt (none without a change).
-    attempts = [attempt for attempt in attempts if attempt["delivery_id"] in held]
     if attempts:
-        driver.executemany(db.session, _INSERT_ATTEMPTS, attempts)
+        driver.executemany(db.session, _INSERT_ATTEMPTS, attempts, parameters)
     # Closed or let go: the row behind becomes its call's head in this
     # transaction. On PostgreSQL by the claim that follows in it (one write
     # of that row, not two, when the claim leases it), or before the commit.
@@ -162,7 +183,7 @@ def _write(token: str, ids: set[int], attempts: list[dict], changes: list[dict])
         db.session.info.setdefault(_PROMOTE, set()).update(held)
     else:
         heads.promote(db.session, held, utcnow())
-    rollups.add_batch(attempts, changes)
+    rollups.add(tallies)
     return set(held)
 
 

@@ -95,6 +95,11 @@ def add(tallies: dict[int, list[int]]) -> None:
 
 def add_batch(attempts: list[dict], changes: list[dict]) -> None:
     """Add a written batch: each attempt under the state its change set, each cancellation without one."""
+    add(batch_tally(attempts, changes))
+
+
+def batch_tally(attempts: list[dict], changes: list[dict]) -> dict[int, list[int]]:
+    """add_batch's per-minute counts, summed without writing (``add`` writes them)."""
     status = {change["delivery_id"]: change.get("status") for change in changes}
     entries = [(a["started_at"], a["duration_ms"], status.get(a["delivery_id"]) or RETRYING) for a in attempts]
     attempted = {a["delivery_id"] for a in attempts}
@@ -103,7 +108,7 @@ def add_batch(attempts: list[dict], changes: list[dict]) -> None:
         if change.get("status") == CANCELLED and change["delivery_id"] not in attempted:
             now = now or utcnow()
             entries.append((now, None, CANCELLED))
-    add(tally(entries))
+    return tally(entries)
 
 
 def outcome_of_attempt(ok: bool, number: int, attempt_count: int, delivery_status: str) -> str:

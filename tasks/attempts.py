@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from models import utcnow
 from models.events import DELIVERED, FAILED, RETRYING
-from models.settings import mask_value
+from models.settings import mask_value, refusal
 from tasks.retry import lets_call_go, next_delay
 from tasks.sender import build_headers
 from tasks.signing import signature_headers
@@ -121,6 +121,38 @@ def prepare(delivery_id, number: int, event_id: str, body: bytes, settings, head
         secrets = settings.signing_secrets()
     signed = signature_headers(secrets, event_id, int(time.time()), body)
     return Outgoing(delivery_id, number, settings.url, body, signed, header_log.pairs, header_log(signed))
+
+
+def prepare_batch(claimed, settings, header_log: HeaderLog, secrets: list[str]) -> list[Outgoing]:
+    """:func:`prepare` for each of a drain's claimed deliveries (tasks.outbox.Claimed), in order.
+
+    Signed with ``secrets`` at one reading of the clock and sent to the
+    settings' URL as read once: the batch is signed and sent together.
+    """
+    url, pairs, now = settings.url, header_log.pairs, int(time.time())
+    outgoing = []
+    for delivery in claimed:
+        body = delivery.body.encode("utf-8")
+        signed = signature_headers(secrets, delivery.event_id, now, body)
+        outgoing.append(Outgoing(delivery.id, delivery.attempt_count + 1, url, body, signed, pairs,
+                                 header_log(signed)))
+    return outgoing
+
+
+def refusals(settings, claimed) -> dict[int, str]:
+    """Why ``settings`` refuse each of ``claimed`` they refuse (models.settings.refusal), by delivery id.
+
+    Asked once per kind of delivery (its event type, a test or not): a
+    batch holds a few kinds, and reading the settings' columns is not free.
+    """
+    verdicts, reasons = {}, {}
+    for delivery in claimed:
+        kind = (delivery.event_type, delivery.is_test)
+        if kind not in verdicts:
+            verdicts[kind] = refusal(settings, *kind)
+        if verdicts[kind]:
+            reasons[delivery.id] = verdicts[kind]
+    return reasons
 
 
 def _hold(current: datetime | None, started: datetime, hold_seconds: float, result) -> datetime | None:

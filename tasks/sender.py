@@ -171,19 +171,19 @@ class Sender:
         hanging receiver costs a batch one deadline per ``window`` requests.
         """
         loop = self._loop()
-        planned = [(_cached(self._plans, request[0], lambda: _Plan(request[0])), request)
-                   for request in requests]
-        looked_up = loop.look_up({plan.key for plan, _ in planned if plan.parts is not None},
+        # A batch's requests nearly all go to one URL: each URL is planned once per call.
+        plans = {url: _cached(self._plans, url, lambda url=url: _Plan(url)) for url in {r[0] for r in requests}}
+        looked_up = loop.look_up({plan.key for plan in plans.values() if plan.parts is not None},
                                    self._resolve, self.deadline)
         results, running = [None] * len(requests), {}  # running: easy handle -> its Transfer
-        waiting = deque(enumerate(planned))
+        waiting = deque(enumerate(requests))
         memo = {}  # this call's pins and framings: a batch's requests share them
         add, remove, idle = loop.multi.add_handle, loop.multi.remove_handle, loop.idle
         try:
             while waiting or running:
                 while waiting and len(running) < window:
-                    index, (plan, request) = waiting.popleft()
-                    started = self._start(loop, index, plan, looked_up, *request, memo=memo)
+                    index, request = waiting.popleft()
+                    started = self._start(loop, index, plans[request[0]], looked_up, *request, memo=memo)
                     if isinstance(started, SendResult):
                         results[index] = started
                     else:

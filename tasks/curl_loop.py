@@ -50,6 +50,28 @@ def _remove_if_ours(path, pid):
         os.unlink(path)
 
 
+#: Header lines seen -> the headers they make (shared by a process's threads; emptied when full).
+_parsed = {}
+_PARSED_ENTRIES = 256
+
+
+def _parse_headers(lines):
+    """Raw header lines (status lines included) -> the last answer's headers, see Transfer.reply_headers."""
+    start = 0
+    for i, line in enumerate(lines):
+        if line.startswith(b"HTTP/"):
+            start = i + 1  # a new status line: a 1xx answer's headers are not the reply's
+    headers, names = {}, {}
+    for line in lines[start:]:
+        if b":" not in line:
+            continue
+        name, _, value = line.decode("latin-1").partition(":")
+        name, value = name.strip(), value.strip()
+        name = names.setdefault(name.lower(), name)
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
 class Transfer:
     """One easy handle's request state, filled in by libcurl's callbacks."""
 
@@ -77,20 +99,18 @@ class Transfer:
         return None
 
     def reply_headers(self):
-        """The final answer's headers; a repeated one's values joined by ", " under its first spelling."""
-        lines, start = self.lines, 0
-        for i, line in enumerate(lines):
-            if line.startswith(b"HTTP/"):
-                start = i + 1  # a new status line: a 1xx answer's headers are not the reply's
-        headers, names = {}, {}
-        for line in lines[start:]:
-            if b":" not in line:
-                continue
-            name, _, value = line.decode("latin-1").partition(":")
-            name, value = name.strip(), value.strip()
-            name = names.setdefault(name.lower(), name)
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        return headers
+        """The final answer's headers; a repeated one's values joined by ", " under its first spelling.
+
+        A receiver answers with the same header lines time after time: they
+        are parsed once and the parse is kept, keyed by the lines themselves.
+        """
+        key = tuple(self.lines)
+        headers = _parsed.get(key)
+        if headers is None:
+            if len(_parsed) >= _PARSED_ENTRIES:
+                _parsed.clear()
+            headers = _parsed[key] = _parse_headers(key)
+        return dict(headers)
 
     def open_socket(self, purpose, address):
         # The connect-time half of the pinning: only the addresses netguard checked.
@@ -139,11 +159,15 @@ class Loop:
             self.multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
 
     def handle(self, cainfo, deadline):
-        """An idle easy handle, or a new one set up for webhook POSTs."""
+        """An idle (easy handle, its Transfer), or a new pair set up for webhook POSTs.
+
+        The Transfer travels beside its handle, not as an attribute of it:
+        pycurl looks an attribute up as a method first, and raising and
+        clearing that AttributeError cost more than the rest of the lookup.
+        """
         if self.idle:
             return self.idle.pop()
         handle, transfer = pycurl.Curl(), Transfer()
-        handle.transfer = transfer
         for option, value in (
             (pycurl.SHARE, self.share), (pycurl.NOSIGNAL, 1),
             (pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS),
@@ -155,7 +179,7 @@ class Loop:
             (pycurl.OPENSOCKETFUNCTION, transfer.open_socket),
         ):
             handle.setopt(option, value)
-        return handle
+        return handle, transfer
 
     def look_up(self, keys, resolve, deadline):
         """``resolve(key)`` for each (host, port), or the exception it raised; side by side.
@@ -199,7 +223,7 @@ class Loop:
                 return done
 
     def close(self):
-        for handle in self.idle:
+        for handle, _ in self.idle:
             handle.close()
         self.multi.close()
         self.share.close()

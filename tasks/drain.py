@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from extensions import get_sender
 from models import db
-from models.settings import WebhookSettings, get_settings, refusal
+from models.settings import WebhookSettings, get_settings
 from tasks import attempts, autodisable, leases, outbox, pacing, retry
 from tasks.outbox import Claimed, claim, has_due_work, new_token  # noqa: F401 (has_due_work: the tick's)
 from tasks.queue import (
@@ -113,11 +113,6 @@ class Drainer:
             self.schedule = retry.schedule_for(self.settings.retry_window, self.config)
         return self.settings
 
-    def prepare(self, delivery: Claimed, settings, secrets: list[str] | None = None) -> attempts.Outgoing:
-        """A delivery's exact bytes, signed with ``secrets`` (default: the settings' in force now)."""
-        return attempts.prepare(delivery.id, delivery.attempt_count + 1, delivery.event_id,
-                                delivery.body.encode("utf-8"), settings, self.header_log, secrets)
-
     def send_all(self, outgoing: list[attempts.Outgoing]) -> list:
         """Send a batch side by side (Sender.post_many); return a SendResult per request, in order.
 
@@ -161,11 +156,11 @@ class Drainer:
         self.helpful = pacing.keeps_a_helper_busy(rows, self.batch_size)
         streaming = claim_next and pacing.is_streaming(rows, self.batch_size)
         settings = self.settings_for(rows)
-        reasons = {d.id: reason for d in rows if (reason := refusal(settings, d.event_type, d.is_test))}
+        reasons = attempts.refusals(settings, rows)
         wanted = [d for d in rows if d.id not in reasons]
         # The secrets and the clock are read once for the batch: it is signed and recorded together.
         secrets = settings.signing_secrets()
-        outgoing = [self.prepare(d, settings, secrets) for d in wanted]
+        outgoing = attempts.prepare_batch(wanted, settings, self.header_log, secrets)
         results = self.send_all(outgoing)
         self.claim_size = pacing.next_claim_size(rows, self.claim_size, self.batch_size, results)
         if streaming:

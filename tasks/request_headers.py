@@ -75,10 +75,12 @@ class Framing:
         self.head, self.tail = lines[:2], lines[2:]  # Content-Type, User-Agent | custom, Expect, Accept
 
     def lines(self, signature_headers):
-        signed = []
-        for name, value in _header_items(signature_headers):
+        lines = self.head.copy()
+        items = signature_headers.items() if hasattr(signature_headers, "items") else signature_headers or ()
+        for name, value in items:
             if not name.lower().startswith("webhook-"):
                 raise ValueError(f"not a signature header: {name!r}")
             value = str(value)
-            signed.append(f"{name}: {value}" if value else f"{name};")
-        return self.head + [line.encode("latin-1") for line in signed] + self.tail
+            lines.append((f"{name}: {value}" if value else f"{name};").encode("latin-1"))
+        lines += self.tail
+        return lines

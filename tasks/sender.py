@@ -53,6 +53,10 @@ from .curl_errors import (  # noqa: F401  (parse_retry_after: part of this modul
 
 log = logging.getLogger(__name__)
 
+# The easy handle's methods, looked up once: pycurl's attribute lookup on a handle is slow.
+_setopt, _getinfo = pycurl.Curl.setopt, pycurl.Curl.getinfo
+_HTTPHEADER, _POSTFIELDS, _RESPONSE_CODE = pycurl.HTTPHEADER, pycurl.POSTFIELDS, pycurl.RESPONSE_CODE
+
 
 @dataclass
 class SendResult:
@@ -167,33 +171,34 @@ class Sender:
         hanging receiver costs a batch one deadline per ``window`` requests.
         """
         loop = self._loop()
-        planned = [(_cached(self._plans, request[0], lambda: _Plan(request[0])), request)
-                   for request in requests]
-        looked_up = loop.look_up({plan.key for plan, _ in planned if plan.parts is not None},
+        # A batch's requests nearly all go to one URL: each URL is planned once per call.
+        plans = {url: _cached(self._plans, url, lambda url=url: _Plan(url)) for url in {r[0] for r in requests}}
+        looked_up = loop.look_up({plan.key for plan in plans.values() if plan.parts is not None},
                                    self._resolve, self.deadline)
-        results, running = [None] * len(requests), []
-        waiting = deque(enumerate(planned))
+        results, running = [None] * len(requests), {}  # running: easy handle -> its Transfer
+        waiting = deque(enumerate(requests))
         memo = {}  # this call's pins and framings: a batch's requests share them
+        add, remove, idle = loop.multi.add_handle, loop.multi.remove_handle, loop.idle
         try:
             while waiting or running:
                 while waiting and len(running) < window:
-                    index, (plan, request) = waiting.popleft()
-                    handle = self._start(loop, index, plan, looked_up, *request, memo=memo)
-                    if isinstance(handle, SendResult):
-                        results[index] = handle
+                    index, request = waiting.popleft()
+                    started = self._start(loop, index, plans[request[0]], looked_up, *request, memo=memo)
+                    if isinstance(started, SendResult):
+                        results[index] = started
                     else:
-                        loop.multi.add_handle(handle)
-                        running.append(handle)
+                        add(started[0])
+                        running[started[0]] = started[1]
                 if running:
                     loop.step()
                 for handle, code, text in loop.finished():
-                    loop.multi.remove_handle(handle)
-                    running.remove(handle)
-                    results[handle.transfer.index] = self._result(handle, code, text)
-                    loop.idle.append(handle)
+                    remove(handle)
+                    transfer = running.pop(handle)
+                    results[transfer.index] = self._result(handle, transfer, code, text)
+                    idle.append((handle, transfer))
         finally:
             for handle in running:  # only when interrupted (a job timeout): abandon them
-                loop.multi.remove_handle(handle)
+                remove(handle)
                 handle.close()
         return results
 
@@ -233,21 +238,20 @@ class Sender:
         if (pinned := memo.get(key)) is None:
             pinned = memo[key] = _cached(self._pins, (key, tuple(addresses)), lambda: self._pinning(plan, addresses))
         allowed, resolve = pinned
-        handle = loop.handle(self.cainfo, self.deadline)
-        transfer = handle.transfer
+        handle, transfer = loop.handle(self.cainfo, self.deadline)
         transfer.reset(index, url, key[0], allowed)
         # An easy handle keeps its options: a reused one already sending to this URL, pinned the same, keeps them.
         if transfer.target != (target := (plan, resolve)):
-            handle.setopt(pycurl.URL, plan.curl_url)
-            handle.setopt(pycurl.RESOLVE, resolve)
+            _setopt(handle, pycurl.URL, plan.curl_url)
+            _setopt(handle, pycurl.RESOLVE, resolve)
             transfer.target = target
         if (framing := memo.get(id(custom_headers))) is None:
             framing = memo[id(custom_headers)] = self._framing(custom_headers)
-        handle.setopt(pycurl.HTTPHEADER, framing.lines(signature_headers))
-        body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-        handle.setopt(pycurl.POSTFIELDSIZE, len(body))
-        handle.setopt(pycurl.POSTFIELDS, body)
-        return handle
+        _setopt(handle, _HTTPHEADER, framing.lines(signature_headers))
+        # POSTFIELDS sets POSTFIELDSIZE to the bytes' length too (pycurl does), and keeps the bytes.
+        _setopt(handle, _POSTFIELDS, body if type(body) is bytes else
+                body.encode("utf-8") if isinstance(body, str) else bytes(body))
+        return handle, transfer
 
     def _framing(self, custom_headers):
         """The kept Framing for this sender's User-Agent and ``custom_headers`` (dict or pairs)."""
@@ -262,10 +266,10 @@ class Sender:
         pins = ",".join(f"[{ip}]" if ip.version == 6 else str(ip) for ip in addresses)
         return frozenset(addresses), [] if plan.is_ip else [f"{host}:{port}:{pins}"]
 
-    def _result(self, handle, code, text):
-        transfer, url = handle.transfer, handle.transfer.url
+    def _result(self, handle, transfer, code, text):
+        url = transfer.url
         duration_ms = (time.perf_counter() - transfer.perf) * 1000
-        status = handle.getinfo(pycurl.RESPONSE_CODE) or None
+        status = _getinfo(handle, _RESPONSE_CODE) or None
         headers = transfer.reply_headers()
         result = SendResult(ok=False, status_code=status, duration_ms=duration_ms, response_headers=headers,
                             started_at=transfer.started)
@@ -274,9 +278,9 @@ class Sender:
                 result.error_kind, result.error_message = describe_vetoed(transfer.host, transfer.vetoed)
             else:
                 result.error_kind, result.error_message = describe_curl_error(
-                    code, text, handle.getinfo(pycurl.OS_ERRNO), url, self.deadline)
+                    code, text, _getinfo(handle, pycurl.OS_ERRNO), url, self.deadline)
             return result
-        result.response_body = transfer.body.decode("utf-8", errors="replace")
+        result.response_body = transfer.body.decode("utf-8", "replace")
         result.ok = 200 <= status < 300
         if not result.ok:
             result.error_kind, result.error_message = describe_status(status, headers)

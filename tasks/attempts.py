@@ -112,31 +112,28 @@ class HeaderLog:
 
 
 def prepare(delivery_id, number: int, event_id: str, body: bytes, settings, header_log: HeaderLog,
-            secrets: list[str] | None = None) -> Outgoing:
-    """One request for ``body``, signed now with the secrets in force, to the saved URL and headers.
+            secrets: list[str] | None = None, timestamp: int | None = None) -> Outgoing:
+    """One request for ``body``, signed with the secrets in force, to the saved URL and headers.
 
-    ``secrets``: the settings' signing_secrets(), when the caller already asked (once for a batch).
+    ``secrets``: the settings' signing_secrets(), when the caller already
+    asked; ``timestamp``: the signature's time (default now). A batch
+    passes both, read once for all its requests.
     """
     if secrets is None:
         secrets = settings.signing_secrets()
-    signed = signature_headers(secrets, event_id, int(time.time()), body)
+    signed = signature_headers(secrets, event_id, int(time.time()) if timestamp is None else timestamp, body)
     return Outgoing(delivery_id, number, settings.url, body, signed, header_log.pairs, header_log(signed))
 
 
 def prepare_batch(claimed, settings, header_log: HeaderLog, secrets: list[str]) -> list[Outgoing]:
     """:func:`prepare` for each of a drain's claimed deliveries (tasks.outbox.Claimed), in order.
 
-    Signed with ``secrets`` at one reading of the clock and sent to the
-    settings' URL as read once: the batch is signed and sent together.
+    Signed with ``secrets`` at one reading of the clock: the batch is
+    signed and sent together.
     """
-    url, pairs, now = settings.url, header_log.pairs, int(time.time())
-    outgoing = []
-    for delivery in claimed:
-        body = delivery.body.encode("utf-8")
-        signed = signature_headers(secrets, delivery.event_id, now, body)
-        outgoing.append(Outgoing(delivery.id, delivery.attempt_count + 1, url, body, signed, pairs,
-                                 header_log(signed)))
-    return outgoing
+    now = int(time.time())
+    return [prepare(d.id, d.attempt_count + 1, d.event_id, d.body.encode("utf-8"), settings, header_log, secrets, now)
+            for d in claimed]
 
 
 def refusals(settings, claimed) -> dict[int, str]:

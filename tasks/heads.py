@@ -109,6 +109,7 @@ from tasks import statements
 #: How many of the oldest unknown rows one claim looks at: per row it may lease, and at least.
 RESOLVE_PER_LEASE, RESOLVE_AT_LEAST = 4, 128
 
+
 def _candidates(dialect: str, lock: bool) -> str:
     """The CTEs s1 (TRUE rows), s2 (unknown rows) and s3 (let-go rows and their calls' next rows).
 
@@ -128,7 +129,7 @@ def _candidates(dialect: str, lock: bool) -> str:
         f" WHERE {HEAD_SQL} AND {clause.DUE.format('d')} AND {clause.is_head(dialect, 'd')}"
         f" ORDER BY d.due_at, d.id LIMIT :limit{lock_sql}),"
         f" s2 AS (SELECT d.id, d.due_at FROM deliveries AS d"
-        f" WHERE {clause.id_among(dialect, 'd.id', _oldest_unknown(dialect, lock=False))} AND {clause.open_by_id(dialect, UNKNOWN_SQL)}"
+        f" WHERE {clause.id_among(dialect, 'd.id', _oldest_unknown(dialect))} AND {clause.open_by_id(dialect, UNKNOWN_SQL)}"
         f" AND {clause.DUE.format('d')} AND {clause.is_head(dialect, 'd')} ORDER BY d.id LIMIT :limit{lock_sql}),"
         f" s3 AS (SELECT d.id, d.due_at FROM deliveries AS d"
         f" WHERE {clause.id_among(dialect, 'd.id', let_go_ids)} AND {clause.open_by_id(dialect)} AND {clause.DUE.format('d')}"
@@ -140,7 +141,7 @@ _PICK = ("SELECT id FROM (SELECT id, due_at FROM s1 UNION SELECT id, due_at FROM
          " UNION SELECT id, due_at FROM s3) AS c ORDER BY due_at, id LIMIT :limit")
 
 
-def _oldest_unknown(dialect: str, lock: bool) -> str:
+def _oldest_unknown(dialect: str) -> str:
     """The ids of the oldest ``:resolve`` unknown rows: all a claim looks at of them.
 
     A bound, so that a backlog just published costs each claim a fixed
@@ -148,12 +149,12 @@ def _oldest_unknown(dialect: str, lock: bool) -> str:
     marked FALSE, or promoted by the write that closes the row before them.
     """
     return (f"SELECT id FROM deliveries{clause.indexed(dialect, 'ix_deliveries_unknown')} WHERE {UNKNOWN_SQL}"
-            f" ORDER BY id LIMIT :resolve" + (" FOR UPDATE SKIP LOCKED" if lock else ""))
+            f" ORDER BY id LIMIT :resolve")
 
 
 def _resolve_where(dialect: str, row: str) -> str:
     """The unknown rows among the oldest ``:resolve`` that wait behind an older, unleased row of their call."""
-    oldest = _oldest_unknown(dialect, lock=False)
+    oldest = _oldest_unknown(dialect)
     # Not let go, and held back by an unleased row: so not a head either (one seek, not two).
     return (f"{clause.id_among(dialect, f'{row}.id', oldest)} AND {row}.head IS NULL AND {row}.call_id IS NOT NULL"
             f" AND ({row}.holds_call_until IS NULL OR {row}.holds_call_until > :now)"
@@ -163,12 +164,13 @@ def _resolve_where(dialect: str, row: str) -> str:
 def _waiting_ids() -> str:
     """PostgreSQL: the ids _resolve_where picks, each locked (skipping rows another drain holds).
 
-    Only the rows to be marked are locked: a lock is a write of the row's
-    page and a WAL record, and most of the window (rows behind a leased
-    row, left unknown) used to be locked by every claim again.
+    Only the rows to be marked are locked, not the whole window: a lock is
+    a write of the row's page and a WAL record, and most of the window
+    (rows behind a leased row, left unknown) is looked at by claim after
+    claim.
     """
     return (f"SELECT u.id FROM deliveries AS u WHERE {_resolve_where('postgresql', 'u')}"
-            f" AND {clause.open_by_id('postgresql', UNKNOWN_SQL.replace('status', 'u.status').replace('head', 'u.head'))}"
+            f" AND {clause.open_by_id('postgresql')}"
             " FOR UPDATE OF u SKIP LOCKED")
 
 

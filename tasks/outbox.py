@@ -29,7 +29,6 @@ from models import db, utcnow
 from models.events import CANCELLED, HELD, Attempt, Delivery
 from models.settings import HELD_REASON
 from tasks import driver, heads, rollups, sqlite_lock, statements
-from tasks.publish_sql import insert_new, insert_new_alone  # noqa: F401 (tasks.publish's)
 
 log = logging.getLogger(__name__)
 

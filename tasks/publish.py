@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from events import InvalidEvent, call_id_of, validate_event
 from models import db, utcnow
 from models.events import new_event_id
-from tasks import outbox
+from tasks import publish_sql
 from tasks.queue import ring_soon
 
 log = logging.getLogger(__name__)
@@ -80,9 +80,9 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     if joined := session.in_transaction():
         # Core statements, not the ORM: they need none of its per-execute
         # work, which cost as much as the INSERTs here.
-        written = outbox.insert_new(session.connection(), event, delivery)
+        written = publish_sql.insert_new(session.connection(), event, delivery)
     else:
-        written = outbox.insert_new_alone(db.engine, event, delivery,
+        written = publish_sql.insert_new_alone(db.engine, event, delivery,
                                            current_app.config["HOOKLINE_PUBLISH_SYNC_COMMIT"])
     if not written:
         log.debug("event %s not wanted by the integration; dropped", event_type)
@@ -173,7 +173,7 @@ def publish_events(events) -> list[str | None]:
     joined = session.in_transaction()
     try:
         conn = session.connection()
-        ids = [event["id"] if outbox.insert_new(conn, event, delivery) else None
+        ids = [event["id"] if publish_sql.insert_new(conn, event, delivery) else None
                for event, delivery in rows]
         if not joined:
             session.commit()

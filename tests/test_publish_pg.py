@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from models import db, utcnow
 from models.events import new_event_id
-from tasks import outbox, publish_event, publish_pg
+from tasks import publish_event, publish_pg, publish_sql
 from tests.support.publishing import payload, stored
 
 
@@ -70,9 +70,9 @@ def test_a_publish_whose_commit_was_not_heard_is_written_once(app, integration):
     delivery = dict(event_type="transcript", call_id="call-1", is_test=False, due_at=now,
                     created_at=now, attempt_count=0)
     with app.app_context():
-        assert outbox.insert_new_alone(db.engine, event, delivery, False)
+        assert publish_sql.insert_new_alone(db.engine, event, delivery, False)
         end_backend(kept_backend())
         # The same statement again, as after an answer lost with the connection.
-        assert outbox.insert_new_alone(db.engine, event, delivery, False)
+        assert publish_sql.insert_new_alone(db.engine, event, delivery, False)
         db.session.remove()
     assert stored(app) == (1, 1)

@@ -80,6 +80,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
     """
     if type(dbapi_connection).__module__ != "sqlite3":
         return
+    _bind_none_and_bool_directly()
     cursor = dbapi_connection.cursor()
     # Before journal_mode: a file once in WAL mode keeps its page size. On a
     # file that has any page already this is a no-op.
@@ -90,6 +91,27 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
     cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _null(value):
+    return None
+
+
+def _bind_none_and_bool_directly() -> None:
+    """Register sqlite3 adapters for None and bool (idempotent; module-wide).
+
+    sqlite3 binds an int, float or str as it is, but asks its adapter
+    registry about any other value, and a None or a bool it finds nothing
+    for is then looked for an __adapt__ and a __conform__ (raising and
+    clearing an AttributeError): a drain binds four to six of them a
+    delivery. With these, each is one lookup: None still binds as NULL, a
+    bool as the integer it is. Registered on the first SQLite connection,
+    not at import, so a PostgreSQL process never loads sqlite3.
+    """
+    import sqlite3
+
+    sqlite3.register_adapter(type(None), _null)
+    sqlite3.register_adapter(bool, int)
 
 
 def _has_a_pool(url: str) -> bool:

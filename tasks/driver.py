@@ -14,7 +14,6 @@ import functools
 import json
 import operator
 import re
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from json.encoder import c_make_encoder, encode_basestring_ascii
@@ -39,19 +38,6 @@ def _json_dumps():
 
 
 dumps = _json_dumps()
-
-
-def _null(value):
-    return None
-
-
-# sqlite3 binds an int, float or str as it is, but asks its adapter registry about any other
-# value, and a None or a bool it finds nothing for is then looked for an __adapt__ and a
-# __conform__ (raising and clearing an AttributeError): a drain binds four to six of them a
-# delivery. Adapters registered for both make each one lookup: None still binds as NULL,
-# a bool as the integer it is.
-sqlite3.register_adapter(type(None), _null)
-sqlite3.register_adapter(bool, int)
 
 
 def bind_processor(type_, dialect):

@@ -25,6 +25,7 @@ from tasks import alerts, maintenance
 from tasks.drain import Drainer, has_due_work
 from tasks.jobs import SERIALIZER, HooklineJob, refusal
 from extensions import get_redis
+from models import db
 from tasks.queue import HEARTBEAT_PREFIX, HEARTBEAT_TTL, get_queue, wake
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,13 @@ def _tick_once(heartbeat: str) -> None:
         redis_up = True
     except redis.exceptions.ConnectionError:
         redis_up = False
-    if not has_due_work():
+    due = has_due_work()
+    # End the read with a commit, not with the app context's rollback: on a
+    # rollback psycopg deallocates every statement it has prepared on the
+    # connection, and the pool (LIFO) hands this connection to the next
+    # drain, whose claims would be parsed and planned afresh until prepared again.
+    db.session.commit()
+    if not due:
         return
     if redis_up:
         try:

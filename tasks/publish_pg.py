@@ -21,6 +21,7 @@ more than the settings check beside it).
 
 from sqlalchemy.exc import DBAPIError
 
+from tasks import pg_exec
 from tasks.thread_connection import ThreadConnections
 
 _ALREADY_WRITTEN = "SELECT 1 FROM events WHERE id = %(id)s"
@@ -49,8 +50,7 @@ def _run(engine, statement: str, values: dict, wait_for_flush: bool) -> bool:
     if kept.settings != wait_for_flush:
         cursor.execute(_FLUSH_SETTING[bool(wait_for_flush)])
         kept.settings = bool(wait_for_flush)
-    cursor.execute(statement, values)
-    return cursor.fetchone() is not None
+    return pg_exec.run(kept, statement, values) > 0
 
 
 def _lost(exc, dbapi) -> bool:

@@ -8,6 +8,8 @@ the generators it waits through. Here the statement is prepared on the
 connection once per set of parameter types, and each run is one
 ``PQexecPrepared`` (which waits for the answer with the GIL released), its
 values dumped by psycopg's own adapters, as its cursor would send them.
+Imported by tasks.publish_pg when it sets a connection up, so that a process
+on SQLite never loads psycopg (a worker's memory).
 """
 
 import functools
@@ -40,14 +42,38 @@ def _converted(sql: str):
 
 
 class Statements:
-    """What one connection has prepared (by SQL text and parameter types), and its adapters."""
+    """One connection's statements: what it has prepared (by SQL text and parameter types), and its adapters."""
 
-    __slots__ = ("transformer", "encoding", "names")
+    __slots__ = ("connection", "transformer", "encoding", "names")
 
     def __init__(self, connection):
+        self.connection = connection
         self.transformer = Transformer(connection)
         self.encoding = connection.info.encoding
         self.names = {}
+
+    def run(self, sql: str, values: dict) -> int:
+        """Run ``sql`` (psycopg's named placeholders) with ``values``; return how many rows it returned.
+
+        Raises psycopg's error, as its cursor would: the server's, or
+        OperationalError when the connection is gone (``connection.closed``
+        is then True).
+        """
+        text, get, count = _converted(sql)
+        tx = self.transformer
+        params = tx.dump_sequence(get(values), (PyFormat.AUTO,) * count)
+        pgconn = self.connection.pgconn
+        # psycopg picks an integer's type by its value (int2, int4, int8), and
+        # None goes untyped: a statement is prepared for each set of types met.
+        key = (text, tx.types)
+        name = self.names.get(key)
+        if name is None:
+            name = f"hookline_{len(self.names)}".encode()
+            _check(pgconn, pgconn.prepare(name, text.encode(self.encoding), tx.types), self.encoding)
+            self.names[key] = name
+        result = pgconn.exec_prepared(name, params, tx.formats)
+        _check(pgconn, result, self.encoding)
+        return result.ntuples
 
 
 def _check(pgconn, result, encoding: str) -> None:
@@ -57,31 +83,3 @@ def _check(pgconn, result, encoding: str) -> None:
     if pgconn.status == pq.ConnStatus.BAD:
         raise psycopg.OperationalError(result.get_error_message(encoding) or "the connection to the server was lost")
     raise errors.error_from_result(result, encoding=encoding)
-
-
-def run(kept, sql: str, values: dict) -> int:
-    """Run ``sql`` (psycopg's named placeholders) with ``values`` on ``kept``'s connection; return how many rows it returned.
-
-    ``kept`` is a tasks.thread_connection.Kept; what it has prepared is kept
-    on it (``kept.prepared``), so a new connection prepares again. Raises
-    psycopg's error, as its cursor would: the server's, or OperationalError
-    when the connection is gone (``kept.connection.closed`` is then True).
-    """
-    text, get, count = _converted(sql)
-    statements = kept.prepared
-    if statements is None:
-        statements = kept.prepared = Statements(kept.connection)
-    tx = statements.transformer
-    params = tx.dump_sequence(get(values), (PyFormat.AUTO,) * count)
-    pgconn = kept.connection.pgconn
-    # psycopg picks an integer's type by its value (int2, int4, int8), and
-    # None goes untyped: a statement is prepared for each set of types met.
-    key = (text, tx.types)
-    name = statements.names.get(key)
-    if name is None:
-        name = f"hookline_{len(statements.names)}".encode()
-        _check(pgconn, pgconn.prepare(name, text.encode(statements.encoding), tx.types), statements.encoding)
-        statements.names[key] = name
-    result = pgconn.exec_prepared(name, params, tx.formats)
-    _check(pgconn, result, statements.encoding)
-    return result.ntuples

@@ -78,49 +78,52 @@ def check_json_value(value, path: str) -> tuple[str, str] | None:
     # Every published event passes through here: a walk that builds no paths
     # clears the usual payload, and only one it cannot clear is walked again
     # below, which finds and names the problem (the same one as ever).
-    if _fine(value, 1):
+    strings = []
+    if _fine((value,), 1, strings) and _fine_text("".join(strings)):
         return None
     return _first_problem(value, path)
 
 
-def _fine_str(text: str) -> bool:
+def _fine_text(text: str) -> bool:
     if text.isascii():
         return "\x00" not in text
     return _BAD_CHAR.search(text) is None
 
 
-def _fine(value, depth: int) -> bool:
-    """True when ``value`` (nested ``depth`` deep) is within the bounds; False: look closer.
+#: The key types _fine clears: exactly str (a subclass, an IntegerTooLong, is left to _first_problem).
+_STR = frozenset((str,))
+
+
+def _fine(children, depth: int, strings: list) -> bool:
+    """True when each of ``children`` (nested ``depth`` deep) is within the bounds, its strings aside; False: look closer.
 
     Exact JSON types only, dispatched on ``type()``: anything else (a
-    subclass, an IntegerTooLong) is left to :func:`_first_problem`.
+    subclass, an IntegerTooLong) is left to :func:`_first_problem`. Every
+    string met, keys too, is put in ``strings``, for the caller to check
+    them all at once (a NUL or a lone surrogate is in their concatenation
+    exactly when it is in one of them): one test of one text instead of a
+    call per string.
     """
-    kind = type(value)
-    if kind is str:
-        return _fine_str(value)
-    if kind is dict:
-        if depth > MAX_DEPTH:
-            return False
-        for key in value:
-            if type(key) is not str or not _fine_str(key):
-                return False
-        return _all_fine(value.values(), depth)
-    if kind is list:
-        return depth <= MAX_DEPTH and _all_fine(value, depth)
-    if kind is int:
-        return -_INT_LIMIT < value < _INT_LIMIT
-    if kind is float:
-        return math.isfinite(value)
-    return value is None or kind is bool
-
-
-def _all_fine(children, depth: int) -> bool:
-    """:func:`_fine` for each of a container's ``children`` (strings checked here, the usual case)."""
     for child in children:
-        if type(child) is str:
-            if not _fine_str(child):
+        kind = type(child)
+        if kind is str:
+            strings.append(child)
+        elif kind is dict:
+            if depth > MAX_DEPTH or not _STR.issuperset(map(type, child)):
                 return False
-        elif not _fine(child, depth + 1):
+            strings += child
+            if not _fine(child.values(), depth + 1, strings):
+                return False
+        elif kind is list:
+            if depth > MAX_DEPTH or not _fine(child, depth + 1, strings):
+                return False
+        elif kind is int:
+            if not -_INT_LIMIT < child < _INT_LIMIT:
+                return False
+        elif kind is float:
+            if not math.isfinite(child):
+                return False
+        elif child is not None and kind is not bool:
             return False
     return True
 

@@ -3,7 +3,7 @@
 The database is the source of truth for delivery: Redis only wakes workers.
 """
 
-import base64
+import binascii
 import os
 import time
 from datetime import datetime
@@ -66,10 +66,10 @@ def has_status(column, *states):
     return or_(*terms) if len(terms) > 1 else terms[0]
 
 
-#: url-safe base64's digits (A-Z a-z 0-9 - _) mapped to the same characters in
-#: byte order, so that a number written with them sorts as text (SQLite
-#: compares the index's keys byte by byte).
-_SORTED = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+#: base64's digits (A-Z a-z 0-9 + /) mapped to the url-safe digits (- _ for
+#: + /) in byte order, so that a number written with them sorts as text
+#: (SQLite compares the index's keys byte by byte).
+_SORTED = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
                           b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
 
 
@@ -85,7 +85,7 @@ def new_event_id() -> str:
     table's rows do.
     """
     raw = (time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(12)
-    return "msg_" + base64.urlsafe_b64encode(raw).translate(_SORTED)[:22].decode()
+    return "msg_" + binascii.b2a_base64(raw, newline=False).translate(_SORTED)[:22].decode()
 
 
 class Event(db.Model):

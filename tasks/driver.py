@@ -16,28 +16,31 @@ import operator
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from json.encoder import c_make_encoder, encode_basestring_ascii
+from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
 
-from sqlalchemy import JSON
+from sqlalchemy import JSON, Boolean
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.exc import DBAPIError
 
 
-def _json_dumps():
-    """``json.dumps`` with its defaults, its C encoder built once rather than on every call.
+def json_encoder(*, separators=(", ", ": "), ensure_ascii=True, allow_nan=True):
+    """``json.JSONEncoder(...).encode`` with these options, its C encoder built once rather than on every call.
 
-    The same text for every value json.dumps encodes; a value holding itself
+    The same text for every value that encoder writes; a value holding itself
     raises RecursionError instead of ValueError (no circular check: a
     shared check would keep stale marks after an error).
     """
     if c_make_encoder is None:  # a Python without the C accelerator
-        return json.dumps
-    encode = c_make_encoder(None, json.JSONEncoder().default, encode_basestring_ascii, None,
-                            ": ", ", ", False, False, True)
+        return json.JSONEncoder(separators=separators, ensure_ascii=ensure_ascii, allow_nan=allow_nan).encode
+    item_separator, key_separator = separators
+    encode = c_make_encoder(None, json.JSONEncoder().default,
+                            encode_basestring_ascii if ensure_ascii else encode_basestring, None,
+                            key_separator, item_separator, False, False, allow_nan)
     return lambda value: "".join(encode(value, 0))
 
 
-dumps = _json_dumps()
+#: ``json.dumps`` with its defaults.
+dumps = json_encoder()
 
 
 def bind_processor(type_, dialect):
@@ -49,10 +52,13 @@ def bind_processor(type_, dialect):
     drain binds several datetimes per attempt. Anything else (an aware
     datetime, a date, None) goes through SQLAlchemy's own. SQLite's JSON
     (when the engine has no serializer of its own) is SQLAlchemy's
-    processor around :data:`dumps`: two per attempt.
+    processor around :data:`dumps`: two per attempt. A Boolean is a
+    dictionary lookup (:func:`_same_bool`).
     """
     impl = type_.dialect_impl(dialect)
     process = impl.bind_processor(dialect)
+    if process is not None and isinstance(impl, Boolean):
+        return _same_bool(process, dialect.supports_native_boolean)
     if (process is not None and isinstance(impl, JSON) and dialect.name == "sqlite"
             and dialect._json_serializer is None and hasattr(impl, "_make_bind_processor")):
         return impl._make_bind_processor(impl._str_impl.bind_processor(dialect), dumps)
@@ -71,6 +77,26 @@ def bind_processor(type_, dialect):
         return process(value)
 
     return same_text
+
+
+def _same_bool(process, native: bool):
+    """Boolean's bind processor ``process``, by a dictionary lookup for True, False and None.
+
+    SQLAlchemy's checks the value and converts it in two Python calls; a
+    publish binds two booleans and a drain one per delivery. The same value
+    for those three (an int where the database has no boolean type), and
+    SQLAlchemy's own for anything else (its error for a value that is not a
+    boolean).
+    """
+    stored = {True: True, False: False} if native else {True: 1, False: 0}
+    stored[None] = None
+
+    def same_value(value):
+        if type(value) is bool or value is None:
+            return stored[value]
+        return process(value)
+
+    return same_value
 
 
 #: Naive datetime -> its SQLite text, shared by every DATETIME column: a drain binds each

@@ -4,7 +4,6 @@ In-process (``tasks.publish_event(...)``), enqueued on RQ by dotted path, or
 through ``POST /api/v1/events`` — all three end here.
 """
 
-import json
 import logging
 import time
 
@@ -16,6 +15,7 @@ from events import InvalidEvent, call_id_of, validate_event
 from models import db, utcnow
 from models.events import new_event_id
 from tasks import publish_sql
+from tasks.driver import json_encoder
 from tasks.queue import ring_soon
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,9 @@ def envelope_body(event_type: str, timestamp_utc: int, payload: dict, is_test: b
 
 # One encoder for every envelope (json.dumps builds one per call with these
 # options). allow_nan=False: NaN or Infinity would be invalid JSON under a
-# valid signature.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+# valid signature. No circular check: validate_event refuses a payload
+# nested more than 32 levels deep, so a value holding itself never gets here.
+_ENCODE = json_encoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> str | None:
@@ -76,35 +77,51 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
                  created_at=now)
     delivery = dict(event_type=event_type, call_id=call_id, is_test=is_test,
                     due_at=now, created_at=now, attempt_count=0)
+    app = current_app._get_current_object()
     session = db.session()
     if joined := session.in_transaction():
         # Core statements, not the ORM: they need none of its per-execute
         # work, which cost as much as the INSERTs here.
         written = publish_sql.insert_new(session.connection(), event, delivery)
     else:
-        written = publish_sql.insert_new_alone(db.engine, event, delivery,
-                                           current_app.config["HOOKLINE_PUBLISH_SYNC_COMMIT"])
+        written = publish_sql.insert_new_alone(_engine(app), event, delivery,
+                                               app.config["HOOKLINE_PUBLISH_SYNC_COMMIT"])
     if not written:
         log.debug("event %s not wanted by the integration; dropped", event_type)
         return None
-    _ring_once_committed(session, joined)
+    _ring_once_committed(session, joined, app)
     return event_id
+
+
+#: ``app.extensions`` key: the app's engine, kept by the first publish
+#: (``db.engine`` finds it through current_app and a weak dictionary on every
+#: use; Flask-SQLAlchemy never replaces an app's engine).
+_ENGINE = "hookline_publish_engine"
+
+
+def _engine(app):
+    """The engine of ``app``'s database (``db.engine``), looked up once per app."""
+    engine = app.extensions.get(_ENGINE)
+    if engine is None:
+        engine = app.extensions[_ENGINE] = db.engine
+    return engine
 
 
 #: ``Session.info`` key: the session's transaction holds published events.
 _RING_ON_COMMIT = "hookline_ring_on_commit"
 
 
-def _ring_once_committed(session, joined: bool) -> None:
+def _ring_once_committed(session, joined: bool, app=None) -> None:
     """Wake a worker now, or, for events that joined the caller's transaction, once it commits.
 
     The Waker thread does the Redis round trip; if it cannot, a worker's
-    periodic tick delivers the committed rows, so the engine never sees an error.
+    periodic tick delivers the committed rows, so the engine never sees an
+    error. ``app``: the current app, if the caller has it at hand.
     """
     if joined:
         session.info[_RING_ON_COMMIT] = True
     else:
-        ring_soon()
+        ring_soon(app)
 
 
 @sa_event.listens_for(Session, "after_commit")

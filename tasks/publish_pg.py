@@ -27,11 +27,14 @@ _ALREADY_WRITTEN = "SELECT 1 FROM events WHERE id = %(id)s"
 
 
 def _prepare(kept) -> None:
+    from tasks.pg_exec import Statements  # psycopg's adapters: loaded only where a publish runs on PostgreSQL
+
     kept.connection.autocommit = True  # each publish is its own transaction, one round trip
     # The publish looks up its call's last open row (tasks.publish_sql): planned
     # on a young table, a prepared plan could keep scanning the whole log
     # for it (see tasks.statements.by_key). This connection runs nothing else.
     kept.connection.execute("SET enable_seqscan = off")
+    kept.prepared = Statements(kept.connection)  # the publish statement, run on libpq directly
 
 
 _connections = ThreadConnections(_prepare)
@@ -49,8 +52,7 @@ def _run(engine, statement: str, values: dict, wait_for_flush: bool) -> bool:
     if kept.settings != wait_for_flush:
         cursor.execute(_FLUSH_SETTING[bool(wait_for_flush)])
         kept.settings = bool(wait_for_flush)
-    cursor.execute(statement, values)
-    return cursor.fetchone() is not None
+    return kept.prepared.run(statement, values) > 0
 
 
 def _lost(exc, dbapi) -> bool:

@@ -192,18 +192,31 @@ class Waker:
 
 _wakers = weakref.WeakSet()
 
+#: This process's id, kept so that a publish makes no getpid() call to tell a
+#: forked child's Waker from its parent's.
+_pid = os.getpid()
 
-def _get_waker() -> Waker:
-    app = current_app._get_current_object()
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def _get_waker(app=None) -> Waker:
+    if app is None:
+        app = current_app._get_current_object()
     waker = app.extensions.get("hookline_waker")
-    if waker is None or waker.pid != os.getpid():
+    if waker is None or waker.pid != _pid:
         waker = app.extensions["hookline_waker"] = Waker(app)
     return waker
 
 
-def ring_soon() -> None:
-    """Wake a drain from the Waker thread, without waiting (publish's hot path)."""
-    _get_waker().ring()
+def ring_soon(app=None) -> None:
+    """Wake a drain from the Waker thread, without waiting (publish's hot path); ``app``: the current app."""
+    _get_waker(app).ring()
 
 
 def flush_rings(timeout: float = 2.0) -> bool:

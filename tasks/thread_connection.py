@@ -24,14 +24,14 @@ _all = []
 
 
 class Kept:
-    """One thread's connection, its cursor, and what its publisher set on it (``settings``)."""
+    """One thread's connection, its cursor, what its publisher set on it (``settings``) and prepared (``prepared``)."""
 
-    __slots__ = ("pool", "generation", "pid", "connection", "cursor", "settings")
+    __slots__ = ("pool", "generation", "pid", "connection", "cursor", "settings", "prepared")
 
     def __init__(self, pool, connection):
         self.pool, self.generation, self.pid, self.connection = pool, _generation, os.getpid(), connection
         self.cursor = connection.cursor()
-        self.settings = None
+        self.settings = self.prepared = None
 
     def close(self) -> None:
         """Close the connection, unless this is a forked child: that keeps its parent's open for good."""

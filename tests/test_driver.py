@@ -1,11 +1,13 @@
 """tasks.driver: the drain's batch statements store what SQLAlchemy would, and count what they changed."""
 
+import json
 import random
+import re
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import JSON, DateTime, null, select, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import JSON, Boolean, DateTime, null, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from models import db, utcnow
@@ -23,6 +25,30 @@ def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them():
     rng = random.Random(23)
     values += [datetime(1970, 1, 1) + timedelta(microseconds=rng.randrange(2 ** 55)) for _ in range(10_000)]
     assert [ours(v) for v in values] == [theirs(v) for v in values]
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.psycopg.dialect()], ids=["sqlite", "postgresql"])
+def test_booleans_are_written_as_sqlalchemy_writes_them_and_refused_as_it_refuses_them(dialect):
+    ours = driver.bind_processor(Boolean(), dialect)
+    theirs = Boolean().dialect_impl(dialect).bind_processor(dialect)
+    values = [True, False, None, 1, 0, 1.0]
+    assert [(ours(v), type(ours(v))) for v in values] == [(theirs(v), type(theirs(v))) for v in values]
+    for bad in (2, "yes"):
+        with pytest.raises((TypeError, ValueError)) as refused:
+            ours(bad)
+        with pytest.raises(type(refused.value), match=re.escape(str(refused.value))):
+            theirs(bad)
+
+
+def test_the_envelope_encoder_writes_what_json_writes_with_its_options():
+    values = [{"event_type": "transcript", "timestamp_utc": 2**63 - 1, "is_test": False,
+               "payload": {"ü ✓": ["\"q\" \\ \n\t", 1.5, -0.0, 1e300, None, True, {"": []}], "k": 10**4299}}]
+    options = dict(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    encode = driver.json_encoder(**options)
+    assert [encode(v) for v in values] == [json.JSONEncoder(**options).encode(v) for v in values]
+    with pytest.raises(ValueError):
+        encode({"payload": float("nan")})
+    assert encode({"after": "an error"}) == '{"after":"an error"}'
 
 
 def _claimed(app, count: int, token: str) -> list[int]:

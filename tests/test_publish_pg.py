@@ -10,10 +10,10 @@ end: tests/test_thread_connection.py, on both databases.
 
 import pytest
 from sqlalchemy import event as sa_event
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from models import db, utcnow
-from models.events import new_event_id
+from models.events import Delivery, Event, new_event_id
 from tasks import publish_event, publish_pg, publish_sql
 from tests.support.publishing import payload, stored
 
@@ -76,3 +76,19 @@ def test_a_publish_whose_commit_was_not_heard_is_written_once(app, integration):
         assert publish_sql.insert_new_alone(db.engine, event, delivery, False)
         db.session.remove()
     assert stored(app) == (1, 1)
+
+
+def test_publishes_whose_values_need_other_parameter_types_are_stored_as_given(app, integration):
+    """A timestamp of seconds, of milliseconds, a small one, and a string call id beside integer ones, on one connection."""
+    stamps = [5, 1_760_084_597, 1_760_084_597_123, 70_000, 1_760_084_597]
+    calls = [1, "call-αβ", 2**62, 1, "x" * 100]
+    with app.app_context():
+        ids = []
+        for turn, (stamp, call) in enumerate(zip(stamps, calls)):
+            body = dict(payload(turn), call=dict(payload(turn)["call"], id=call))
+            ids.append(publish_event("transcript", body, timestamp_utc=stamp, is_test=turn % 2 == 1))
+        rows = db.session.execute(select(Event.id, Event.timestamp_utc, Event.call_id, Event.is_test, Delivery.call_id)
+                                  .join(Delivery, Delivery.event_seq == Event.seq).order_by(Event.seq)).all()
+        db.session.remove()
+    assert [tuple(r) for r in rows] == [(i, s, str(c), turn % 2 == 1, str(c))
+                                        for turn, (i, s, c) in enumerate(zip(ids, stamps, calls))]

@@ -17,12 +17,22 @@ def run(args, tmp_path, **kwargs):
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, **kwargs)
 
 
-def test_an_app_as_a_worker_builds_it_imports_no_alembic(tmp_path):
-    code = ("import sys; from app import create_app; from tasks.drain import Drainer; app = create_app(); "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'alembic', 'mako', 'pygments', 'flask_migrate'}))")
+def imported_by_a_worker(tmp_path, names: set) -> str:
+    """Which of the packages ``names`` an app built as a worker builds it (on SQLite) imports, publish and drain included (printed, sorted)."""
+    code = ("import sys; from app import create_app; from tasks import publish_event, publish_events; "
+            "from tasks.drain import Drainer; app = create_app(); "
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(names)!r})))")
     out = run([sys.executable, "-c", code], tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    return out.stdout.strip()
+
+
+def test_an_app_as_a_worker_builds_it_imports_no_alembic(tmp_path):
+    assert imported_by_a_worker(tmp_path, {"alembic", "mako", "pygments", "flask_migrate"}) == "[]"
+
+
+def test_an_app_on_sqlite_that_publishes_and_drains_imports_no_psycopg(tmp_path):
+    assert imported_by_a_worker(tmp_path, {"psycopg"}) == "[]"
 
 
 def test_flask_db_still_migrates_and_reports_the_head(tmp_path):

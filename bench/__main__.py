@@ -99,7 +99,7 @@ def make_context(db: Database, redis: RedisServer, receiver: Receiver, workdir: 
 
 
 def run_round(ctxs: dict, free, args, results: dict, concurrency: int, r: int) -> None:
-    """One interleaved round of the like-for-like lines: ceiling, Celery threads, Hookline 1 worker."""
+    """One interleaved round of the like-for-like lines: ceiling, Celery threads, Hookline 1 worker, drain only 1 worker."""
     for k in (1, 2) if 1 in args.lines else ():
         say(f"raw-socket ceiling, {k} process(es) × {concurrency} in flight, {args.ceiling_requests} signed requests")
         results["raw_ceiling"].setdefault(k, []).append(
@@ -116,6 +116,11 @@ def run_round(ctxs: dict, free, args, results: dict, concurrency: int, r: int) -
                 {"workers": 1, **measured(scenarios.hookline, ctx, workers, 1, args.events, f"-round{r}")})
         finally:
             workers.close()
+        # Drain only, 1 worker (3b): throughput lines too, so in the rounds as well.
+        for calls in (200, args.events):
+            say(f"[{kind}] drain only: {args.events} events of {calls} calls waiting, then 1 worker starts")
+            results["databases"][kind].setdefault("drain_only", {}).setdefault(f"k1-c{calls}", []).append(
+                measured(scenarios.drain_only, ctx, 1, args.events, calls))
 
 
 def run_database(ctx: scenarios.Context, args, out: dict) -> None:
@@ -126,10 +131,9 @@ def run_database(ctx: scenarios.Context, args, out: dict) -> None:
     if 3 in args.lines:
         say(f"[{ctx.database.kind}] one thread's commit ceiling: {args.scale_events} × (PING + INSERT + commit)")
         out["commit_ceiling"] = measured(scenarios.commit_ceiling, ctx, args.scale_events)
-        out["drain_only"] = {}
-        for k, calls in ((1, 200), (1, m), (2, 200)):
-            say(f"[{ctx.database.kind}] drain only: {m} events of {calls} calls waiting, then {k} worker(s) start")
-            out["drain_only"][f"k{k}-c{calls}"] = measured(scenarios.drain_only, ctx, k, m, calls)
+        # The 1-worker drain-only lines ran in the rounds (run_round).
+        say(f"[{ctx.database.kind}] drain only: {m} events of 200 calls waiting, then 2 workers start")
+        out.setdefault("drain_only", {})["k2-c200"] = measured(scenarios.drain_only, ctx, 2, m, 200)
     if args.lines & {3, 4, 5}:
         workers = scenarios.start_workers(ctx, 2)
         try:

@@ -75,15 +75,14 @@ def celery(ctx, pool: str, concurrency: int, n: int) -> dict:
 
 
 def aggregate_rounds(results: dict) -> None:
-    """Replace each list of round results (ceiling, Celery threads, Hookline k1) by its median run."""
-    for section in ("raw_ceiling", "celery"):
-        for key, runs in results.get(section, {}).items():
-            if isinstance(runs, list):
-                results[section][key] = _median_run(runs)
+    """Replace each list of round results (ceiling, Celery threads, Hookline k1, drain only k1) by its median run."""
+    sections = [results.get(section, {}) for section in ("raw_ceiling", "celery")]
     for d in results.get("databases", {}).values():
-        for key, runs in d.get("hookline", {}).items():
+        sections += [d.get("hookline", {}), d.get("drain_only", {})]
+    for section in sections:
+        for key, runs in section.items():
             if isinstance(runs, list):
-                d["hookline"][key] = _median_run(runs)
+                section[key] = _median_run(runs)
 
 
 def _median_run(runs: list[dict]) -> dict:

@@ -105,7 +105,8 @@ def build_lines(r: dict) -> list[Line]:
             lines.append(Line(f"3b. drain only, {k} worker(s), {data['calls']:,} calls{tag}", data["rate"], "ev/s",
                               ratio_c, _ratio(data["rate"], naive.get(k)), target, met,
                               receiver_cpu=_rx(data), box_busy=data.get("box_cores_busy"),
-                              note=f"{data['events']} events queued first{vs}; CPU {data['cpu_ms_per_event']:.2f} "
+                              note=f"{_range(data) + '; ' if 'rates' in data else ''}"
+                                   f"{data['events']} events queued first{vs}; CPU {data['cpu_ms_per_event']:.2f} "
                                    f"ms/ev (all but receiver), worker {data['worker_cpu_per_event_ms']:.2f}; "
                                    f"RSS " + "/".join(f"{x:.0f}" for x in data["worker_rss_mb"]) + " MB; "
                                    f"{data['drain_jobs']} drain jobs"))

@@ -18,9 +18,9 @@ def run(args, tmp_path, database_url=None, **kwargs):
 
 
 def imported_by_a_worker(tmp_path, names: set, database_url=None) -> str:
-    """Which of the packages ``names`` an app built as a worker builds it (on SQLite, or ``database_url``) imports, publish and drain included (printed, sorted)."""
+    """Which of the packages ``names`` an app built as a worker builds it (on SQLite, or ``database_url``) imports, with tasks.worker and publish (printed, sorted)."""
     code = ("import sys; from app import create_app; from tasks import publish_event, publish_events; "
-            "from tasks.drain import Drainer; app = create_app(); "
+            "import tasks.worker; app = create_app(); "
             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(names)!r})))")
     out = run([sys.executable, "-c", code], tmp_path, database_url)
     assert out.returncode == 0, out.stderr

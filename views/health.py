@@ -65,4 +65,4 @@ def metrics():
     # this app too and never serves /metrics.
     from views import metrics as exposition
 
-    return Response(exposition.latest(), content_type=exposition.CONTENT_TYPE)
+    return Response(exposition.latest(), content_type=exposition.CONTENT_TYPE_LATEST)

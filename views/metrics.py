@@ -21,7 +21,6 @@ from views.health import worker_heartbeats
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: Attempt latency buckets in seconds; the deadline (10 s) is the last one.
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: The latency histogram covers the attempts started this long ago or later.

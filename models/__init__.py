@@ -100,8 +100,8 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
     cursor.close()
 
 
-def _null(value):
-    return None
+#: The None adapter: a C-level call returning None ({}.get(None)), not a Python frame per NULL bound.
+_null = {}.get
 
 
 def _bind_none_and_bool_directly() -> None:

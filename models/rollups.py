@@ -31,6 +31,7 @@ BUCKETS = 80
 OUTCOME_COLUMNS = ("delivered", "retrying", "failed", "cancelled")
 LATENCY_COLUMNS = tuple(f"lat_{i:02d}" for i in range(BUCKETS))
 _EPOCH = datetime(1970, 1, 1)
+_MINUTE = timedelta(minutes=1)
 
 rollups = db.Table(
     "attempt_rollups",
@@ -44,7 +45,7 @@ rollups = db.Table(
 
 def minute_of(moment: datetime) -> int:
     """The UTC minute (minutes since 1970) holding a naive UTC ``moment``."""
-    return (moment - _EPOCH) // timedelta(minutes=1)
+    return (moment - _EPOCH) // _MINUTE
 
 
 def bucket_of(duration_ms: float) -> int:

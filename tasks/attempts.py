@@ -12,10 +12,12 @@ import re
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from json.encoder import encode_basestring_ascii
 
 from models import utcnow
 from models.events import DELIVERED, FAILED, RETRYING
 from models.settings import mask_value, refusal
+from tasks.driver import WithJSON, dumps
 from tasks.retry import lets_call_go, next_delay
 from tasks.sender import build_headers
 from tasks.signing import signature_headers
@@ -106,9 +108,31 @@ class HeaderLog:
         masked = {name: mask_value(value) if name.lower() in names else value for name, value in wire.items()}
         self.framing = {name: masked.pop(name) for name in ("Content-Type", "User-Agent")}
         self.custom = masked
+        # The entry's JSON around the signature's: json.dumps's text of every
+        # name and value, kept (an attempt's request_headers are encoded once).
+        self._before = [_json_item(item) for item in self.framing.items()]
+        self._after = [_json_item(item) for item in self.custom.items()]
+        self._size = len(self.framing) + len(self.custom)
 
     def __call__(self, signed: dict) -> dict:
-        return {**self.framing, **signed, **self.custom}
+        logged = WithJSON({**self.framing, **signed, **self.custom})
+        # The same text as json.dumps(logged), unless a name repeats (then an item is
+        # not where the pieces put it) or a signature value is not text (TypeError).
+        try:
+            if len(logged) == self._size + len(signed):
+                logged.json = "{" + ", ".join(self._before + [
+                    encode_basestring_ascii(name) + ": " + encode_basestring_ascii(value)
+                    for name, value in signed.items()] + self._after) + "}"
+                return logged
+        except TypeError:
+            pass
+        logged.json = dumps(logged)
+        return logged
+
+
+def _json_item(item: tuple[str, str]) -> str:
+    """A name and a text value as json.dumps writes them in an object."""
+    return encode_basestring_ascii(item[0]) + ": " + encode_basestring_ascii(item[1])
 
 
 def prepare(delivery_id, number: int, event_id: str, body: bytes, settings, header_log: HeaderLog,
@@ -210,7 +234,7 @@ def record(out: Outgoing, result, schedule, *, started: datetime, final: bool = 
         "delivery_id": out.delivery_id, "attempt_count": out.number, "last_attempt_at": started,
         "last_status_code": result.status_code, "last_duration_ms": duration_ms, "lease_until": None,
         "delivered_at": delivered_now or delivered_at, "last_error": error,
-        "holds_call_until": _hold(holds_call_until, started, hold_seconds, result),
+        "holds_call_until": holds_call_until if result.ok else _hold(holds_call_until, started, hold_seconds, result),
         "status": status, "due_at": due_at,
     }
     return Recorded(attempt, change, gone=gone, failed=failed)

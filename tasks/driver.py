@@ -43,6 +43,22 @@ def json_encoder(*, separators=(", ", ": "), ensure_ascii=True, allow_nan=True):
 dumps = json_encoder()
 
 
+class WithJSON(dict):
+    """A dict of text that carries its ``json.dumps`` text, which the writes here store instead of encoding it again.
+
+    Whoever builds one sets ``json`` to exactly what :data:`dumps` writes for
+    it and does not change the dict afterwards. Anything else (the ORM,
+    ``json.dumps``) sees a plain dict of the same items.
+    """
+
+    __slots__ = ("json",)
+
+
+def _dumps(value) -> str:
+    """:data:`dumps`, or the text a :class:`WithJSON` carries."""
+    return value.json if type(value) is WithJSON else dumps(value)
+
+
 def bind_processor(type_, dialect):
     """The function SQLAlchemy would store a value of ``type_`` through (None: as it is), or one writing the same.
 
@@ -51,9 +67,11 @@ def bind_processor(type_, dialect):
     HH:MM:SS.ffffff", microseconds always), several times faster, and a
     drain binds several datetimes per attempt. Anything else (an aware
     datetime, a date, None) goes through SQLAlchemy's own. SQLite's JSON
-    (when the engine has no serializer of its own) is SQLAlchemy's
-    processor around :data:`dumps`: two per attempt. A Boolean is a
-    dictionary lookup (:func:`_same_bool`).
+    (when the engine has no serializer of its own) writes a dict with
+    :data:`dumps`, stores the text a :class:`WithJSON` carries, and leaves
+    the rest to SQLAlchemy's processor around :data:`dumps`
+    (:func:`_same_json`): two per attempt. A Boolean is a dictionary lookup
+    (:func:`_same_bool`).
     """
     impl = type_.dialect_impl(dialect)
     process = impl.bind_processor(dialect)
@@ -61,12 +79,15 @@ def bind_processor(type_, dialect):
         return _same_bool(process, dialect.supports_native_boolean)
     if (process is not None and isinstance(impl, JSON) and dialect.name == "sqlite"
             and dialect._json_serializer is None and hasattr(impl, "_make_bind_processor")):
-        return impl._make_bind_processor(impl._str_impl.bind_processor(dialect), dumps)
+        return _same_json(impl._make_bind_processor(impl._str_impl.bind_processor(dialect), dumps),
+                          impl._str_impl.bind_processor(dialect) is None)
     if (process is None or not isinstance(impl, SQLITE_DATETIME)
             or impl._storage_format != SQLITE_DATETIME._storage_format):
         return process
 
     def same_text(value):
+        if value is None:  # SQLAlchemy's processor stores None as it is, too
+            return None
         if type(value) is datetime and value.tzinfo is None:
             text = _datetime_texts.get(value)
             if text is None:
@@ -77,6 +98,24 @@ def bind_processor(type_, dialect):
         return process(value)
 
     return same_text
+
+
+def _same_json(process, as_text: bool):
+    """SQLite's JSON processor ``process`` around :data:`dumps`, a dict's text written in one call.
+
+    ``as_text``: the column stores the serializer's text as it is (no string
+    processing after it), as SQLAlchemy's own processor would for a dict.
+    A :class:`WithJSON` stores the text it carries; anything else goes
+    through ``process`` (JSON.NULL, SQL NULL, lists...).
+    """
+    def same_json(value):
+        if type(value) is WithJSON:
+            return value.json if as_text else process(dict(value))
+        if type(value) is dict and as_text:
+            return dumps(value)
+        return process(value)
+
+    return same_json
 
 
 def _same_bool(process, native: bool):
@@ -207,7 +246,7 @@ def _postgresql_form(statement, dialect, keys: tuple) -> tuple[Plan, tuple]:
         impl = type_.dialect_impl(dialect)
         if (convert is not None and isinstance(impl, JSON) and dialect._json_serializer is None
                 and hasattr(impl, "_make_bind_processor")):
-            convert = impl._make_bind_processor(None, dumps)
+            convert = impl._make_bind_processor(None, _dumps)
         converters.append((name, convert))
         types.append(re.sub(r"\(\d+\)", "", type_.compile(dialect=dialect)))
     return Plan(compiled.sql, tuple(converters), compiled.positional), tuple(types)

@@ -33,7 +33,10 @@ def _keyed(secret):
     key = base64.b64decode(secret.removeprefix(SECRET_PREFIX) + "==")
     if not key:
         raise ValueError("a signing secret may not be empty")
-    return hmac.new(key, digestmod="sha256")
+    mac = hmac.new(key, digestmod="sha256")
+    # OpenSSL's HMAC object itself when hmac.HMAC wraps one: its copy, update
+    # and digest are C calls, where the wrapper's are a Python frame each.
+    return getattr(mac, "_hmac", None) or mac
 
 
 def _digest(secret, message):
@@ -64,6 +67,8 @@ def sign(secrets, msg_id, timestamp, body):
     # HMAC-SHA256 over "<id>.<timestamp>.<body>", as the spec says.
     message = f"{msg_id}.{int(timestamp)}.".encode() + _body_bytes(body)
     # b2a_base64's newline cut off by slicing: its newline=False keyword costs more to parse.
+    if len(secrets) == 1:  # no rotation under way: no list to build and join
+        return "v1," + binascii.b2a_base64(_digest(secrets[0], message))[:-1].decode("ascii")
     return " ".join(["v1," + binascii.b2a_base64(_digest(secret, message))[:-1].decode("ascii")
                      for secret in secrets])
 

@@ -136,3 +136,32 @@ def test_postgresql_json_goes_in_as_the_same_text_sqlalchemy_stores(app, integra
                                            Attempt.response_headers.cast(db.Text)).order_by(Attempt.id)).all()
         assert [tuple(r) for r in stored[:len(rows)]] == [tuple(r) for r in stored[len(rows):]]
         assert stored[1][0] == __import__("json").dumps(values[1])
+
+
+def test_a_logged_request_carries_the_text_json_dumps_writes_for_it():
+    # HeaderLog puts the signature's items between JSON kept for the framing and custom headers.
+    from tasks.attempts import HeaderLog
+
+    signatures = [{"webhook-id": "msg_1", "webhook-timestamp": "17", "webhook-signature": "v1,a= v1,\"b\\ ✓\n"},
+                  {}, {"webhook-id": 5},  # a value that is not text
+                  {"webhook-id": "msg_2", "Content-Type": "text/plain", "X-Api-Key": "again"}]  # names that repeat
+    for custom in ([["X-Api-Key", "sk_bench_0123456789"]], [], [["A", "b\"c\\d"], ["X-Long", "✓" * 40]]):
+        log = HeaderLog("Hookline/1.0 (+https://example.com/ü)", custom)
+        for signed in signatures:
+            logged = log(signed)
+            assert dict(logged) == {**log.framing, **signed, **log.custom}
+            assert logged.json == json.dumps(logged) == driver.dumps(dict(logged))
+
+
+def test_a_dict_with_its_json_is_stored_as_that_text(app, integration):
+    ids = _claimed(app, 1, "ours")
+    with app.app_context():
+        value = driver.WithJSON({"webhook-id": "msg_1", "X-Ünï": "✓"})
+        value.json = json.dumps(value, separators=(",", ":"))  # not dumps' text: to tell which was stored
+        rows = [dict(delivery_id=ids[0], number=1, started_at=utcnow(), duration_ms=1.5, status_code=200, ok=True,
+                     url="http://x/", request_headers=headers, response_headers={}, response_body=None,
+                     error_kind=None, error_message=None) for headers in (value, dict(value))]
+        assert driver.executemany(db.session, outbox._INSERT_ATTEMPTS, rows) == 2
+        db.session.commit()
+        stored = db.session.execute(select(Attempt.request_headers.cast(db.Text)).order_by(Attempt.id)).scalars().all()
+        assert stored[-2:] == [value.json, json.dumps(value)]

@@ -120,9 +120,8 @@ class HeaderLog:
         # not where the pieces put it) or a signature value is not text (TypeError).
         try:
             if len(logged) == self._size + len(signed):
-                logged.json = "{" + ", ".join(self._before + [
-                    encode_basestring_ascii(name) + ": " + encode_basestring_ascii(value)
-                    for name, value in signed.items()] + self._after) + "}"
+                logged.json = "{" + ", ".join(
+                    self._before + [_json_item(item) for item in signed.items()] + self._after) + "}"
                 return logged
         except TypeError:
             pass
@@ -234,7 +233,7 @@ def record(out: Outgoing, result, schedule, *, started: datetime, final: bool = 
         "delivery_id": out.delivery_id, "attempt_count": out.number, "last_attempt_at": started,
         "last_status_code": result.status_code, "last_duration_ms": duration_ms, "lease_until": None,
         "delivered_at": delivered_now or delivered_at, "last_error": error,
-        "holds_call_until": holds_call_until if result.ok else _hold(holds_call_until, started, hold_seconds, result),
+        "holds_call_until": _hold(holds_call_until, started, hold_seconds, result),
         "status": status, "due_at": due_at,
     }
     return Recorded(attempt, change, gone=gone, failed=failed)

@@ -67,9 +67,9 @@ def bind_processor(type_, dialect):
     HH:MM:SS.ffffff", microseconds always), several times faster, and a
     drain binds several datetimes per attempt. Anything else (an aware
     datetime, a date, None) goes through SQLAlchemy's own. SQLite's JSON
-    (when the engine has no serializer of its own) writes a dict with
-    :data:`dumps`, stores the text a :class:`WithJSON` carries, and leaves
-    the rest to SQLAlchemy's processor around :data:`dumps`
+    (when the engine has no serializer of its own) is SQLAlchemy's
+    processor around :func:`_dumps` (which stores the text a
+    :class:`WithJSON` carries), a dict written in one call
     (:func:`_same_json`): two per attempt. A Boolean is a dictionary lookup
     (:func:`_same_bool`).
     """
@@ -79,8 +79,9 @@ def bind_processor(type_, dialect):
         return _same_bool(process, dialect.supports_native_boolean)
     if (process is not None and isinstance(impl, JSON) and dialect.name == "sqlite"
             and dialect._json_serializer is None and hasattr(impl, "_make_bind_processor")):
-        return _same_json(impl._make_bind_processor(impl._str_impl.bind_processor(dialect), dumps),
-                          impl._str_impl.bind_processor(dialect) is None)
+        string_process = impl._str_impl.bind_processor(dialect)
+        process = impl._make_bind_processor(string_process, _dumps)
+        return process if string_process is not None else _same_json(process)
     if (process is None or not isinstance(impl, SQLITE_DATETIME)
             or impl._storage_format != SQLITE_DATETIME._storage_format):
         return process
@@ -100,18 +101,18 @@ def bind_processor(type_, dialect):
     return same_text
 
 
-def _same_json(process, as_text: bool):
-    """SQLite's JSON processor ``process`` around :data:`dumps`, a dict's text written in one call.
+def _same_json(process):
+    """SQLite's JSON processor ``process`` (around :func:`_dumps`, storing its text as it is), a dict's text in one call.
 
-    ``as_text``: the column stores the serializer's text as it is (no string
-    processing after it), as SQLAlchemy's own processor would for a dict.
-    A :class:`WithJSON` stores the text it carries; anything else goes
-    through ``process`` (JSON.NULL, SQL NULL, lists...).
+    A dict is stored as :func:`_dumps` writes it, as ``process`` would store
+    it, without SQLAlchemy's checks around it; anything else goes through
+    ``process`` (JSON.NULL, SQL NULL, lists...).
     """
     def same_json(value):
-        if type(value) is WithJSON:
-            return value.json if as_text else process(dict(value))
-        if type(value) is dict and as_text:
+        kind = type(value)
+        if kind is WithJSON:
+            return value.json
+        if kind is dict:
             return dumps(value)
         return process(value)
 

@@ -26,7 +26,8 @@ db = SQLAlchemy(model_class=Base)
 CLOCK_FILE_ENV = "HOOKLINE_CLOCK_FILE"
 
 
-_EPOCH = datetime(1970, 1, 1)
+#: 1970-01-01 as a naive UTC datetime: the models' times are this plus a timedelta.
+EPOCH = datetime(1970, 1, 1)
 
 
 def utcnow() -> datetime:
@@ -40,7 +41,7 @@ def utcnow() -> datetime:
     # The epoch plus the system clock's microseconds, floored: what
     # datetime.now(timezone.utc).replace(tzinfo=None) returns, without the
     # keyword parsing of replace() (every publish asks for the time).
-    now = _EPOCH + timedelta(0, 0, time.time_ns() // 1000)
+    now = EPOCH + timedelta(0, 0, time.time_ns() // 1000)
     if path := os.environ.get(CLOCK_FILE_ENV):
         now += timedelta(seconds=_clock_offset(path))
     return now

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Column, Integer
 
-from models import db
+from models import EPOCH, db
 
 #: The smallest bucket boundary, in ms.
 FIRST_MS = 0.1
@@ -30,7 +30,6 @@ BUCKETS = 80
 #: cancellation (closed without a send) counts under ``cancelled``.
 OUTCOME_COLUMNS = ("delivered", "retrying", "failed", "cancelled")
 LATENCY_COLUMNS = tuple(f"lat_{i:02d}" for i in range(BUCKETS))
-_EPOCH = datetime(1970, 1, 1)
 _MINUTE = timedelta(minutes=1)
 
 rollups = db.Table(
@@ -45,7 +44,7 @@ rollups = db.Table(
 
 def minute_of(moment: datetime) -> int:
     """The UTC minute (minutes since 1970) holding a naive UTC ``moment``."""
-    return (moment - _EPOCH) // _MINUTE
+    return (moment - EPOCH) // _MINUTE
 
 
 def bucket_of(duration_ms: float) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from json.encoder import encode_basestring_ascii
 
-from models import utcnow
+from models import EPOCH, utcnow
 from models.events import DELIVERED, FAILED, RETRYING
 from models.settings import mask_value, refusal
 from tasks.driver import WithJSON, dumps
@@ -239,15 +239,12 @@ def record(out: Outgoing, result, schedule, *, started: datetime, final: bool = 
     return Recorded(attempt, change, gone=gone, failed=failed)
 
 
-_EPOCH = datetime(1970, 1, 1)
-
-
 def naive_utc(timestamp: float) -> datetime:
     """A ``time.time()`` value as the naive UTC datetime the models store (see models.utcnow)."""
     # The epoch plus the seconds: the same microsecond (both round half to even) as
     # datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None), without the
     # keyword-parsing replace() that cost more than the rest of recording an attempt.
-    return _EPOCH + timedelta(0, timestamp)
+    return EPOCH + timedelta(0, timestamp)
 
 
 def record_batch(claimed, outgoing: list[Outgoing], results, schedule, hold_seconds: float) -> list[Recorded]:

@@ -23,7 +23,7 @@ import redis
 from flask import current_app
 from sqlalchemy import func, select
 
-from models import db, utcnow
+from models import EPOCH, db, utcnow
 from models.events import Attempt
 from models.rollups import LATENCY_COLUMNS, middle_of, minute_of, rollups
 from extensions import get_redis
@@ -44,7 +44,6 @@ RANGES = {
 DEFAULT_RANGE = "24h"
 #: The success rate and percentiles cover this many minutes, the current one included.
 STATS_MINUTES = 24 * 60
-_EPOCH = datetime(1970, 1, 1)
 
 
 @dataclass
@@ -170,7 +169,7 @@ def summary(now: datetime) -> Summary:
 
 def floor_time(moment: datetime, width: timedelta) -> datetime:
     """The start of the ``width``-long UTC slot holding ``moment`` (hours, 6 h, days)."""
-    return _EPOCH + ((moment - _EPOCH) // width) * width
+    return EPOCH + ((moment - EPOCH) // width) * width
 
 
 def bucket_edges(now: datetime, range_name: str = DEFAULT_RANGE) -> tuple[list[datetime], timedelta]:

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import logpage, peers, report, scaling, scenarios
+from bench import logpage, paced, peers, report, scaling, scenarios
 from bench.services import Database, Receiver, RedisServer, box_cpu_seconds
 
 
@@ -130,7 +130,7 @@ def run_database(ctx: scenarios.Context, args, out: dict) -> None:
     m = args.events
     if 3 in args.lines:
         say(f"[{ctx.database.kind}] one thread's commit ceiling: {args.scale_events} × (PING + INSERT + commit)")
-        out["commit_ceiling"] = measured(scenarios.commit_ceiling, ctx, args.scale_events)
+        out["commit_ceiling"] = measured(paced.commit_ceiling, ctx, args.scale_events)
         # The 1-worker drain-only lines ran in the rounds (run_round).
         say(f"[{ctx.database.kind}] drain only: {m} events of 200 calls waiting, then 2 workers start")
         out.setdefault("drain_only", {})["k2-c200"] = measured(scenarios.drain_only, ctx, 2, m, 200)
@@ -142,7 +142,7 @@ def run_database(ctx: scenarios.Context, args, out: dict) -> None:
             # Workers stuck on the hanging receiver would take the 10 s deadline per delivery.
             workers.close(timeout=2)
     if "hanging" in out:
-        out["hanging"]["cancelled_afterwards"] = scenarios.cancel_open_deliveries(ctx)
+        out["hanging"]["cancelled_afterwards"] = paced.cancel_open_deliveries(ctx)
     if 6 in args.lines:
         # Last: it fills the database with a million delivered rows first.
         out["scaling"] = measured(scaling.run, ctx, args.rows, args.scale_events, args.scale, say)
@@ -160,9 +160,9 @@ def run_two_workers(ctx: scenarios.Context, workers, args, out: dict) -> None:
                 scenarios.hookline, ctx, workers, 2, m, "", args.publishers)}
     if args.lines & {4, 5}:
         say(f"[{ctx.database.kind}] latency at {args.rate:g} ev/s for {args.paced_seconds:g} s")
-        out["latency"] = measured(scenarios.latency, ctx, workers, args.rate, args.paced_seconds)
+        out["latency"] = measured(paced.latency, ctx, workers, args.rate, args.paced_seconds)
         say(f"[{ctx.database.kind}] publish cost while the receiver hangs")
-        out["hanging"] = measured(scenarios.publish_while_hanging, ctx, workers, args.rate,
+        out["hanging"] = measured(paced.publish_while_hanging, ctx, workers, args.rate,
                                   args.paced_seconds)
 
 

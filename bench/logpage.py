@@ -30,12 +30,12 @@ import time
 import requests
 from sqlalchemy import DateTime, String, case, cast, func, insert, literal, select
 
+from bench.scenarios import FAKE_SIGNATURE, ceiling_body, summary_ms
 from bench.services import ROOT, Database, free_port, stop, wait_until
 
 PAGES = {"log": "/settings/integrations/webhook/deliveries", "settings": "/settings/integrations/webhook"}
 #: Seconds between two deliveries, by shape (``day`` is computed from the row count).
 SPREAD_SECONDS = 2.0
-FAKE_SIGNATURE = "v1," + "A" * 44
 #: The log's filters as the page builds them (views.log_queries.LogFilter),
 #: common and rare values, alone and combined. ``{call}``, ``{msg}`` and
 #: ``{middle}`` are filled in from the rows.
@@ -57,7 +57,6 @@ def bulk_insert(app, rows: int, spacing: float) -> float:
     200 ms. Rows already in the database are left alone (the scaling line
     seeds the bench's own database). Returns the seconds it took.
     """
-    from bench.scenarios import ceiling_body
     from models import db
     from models.events import CANCELLED, DELIVERED, FAILED, Attempt, Delivery, Event
 
@@ -149,7 +148,6 @@ def timed_get(session: requests.Session, url: str) -> float:
 
 def measure(app, env: dict, logdir, samples: int) -> tuple[dict, dict]:
     """Start gunicorn on the prepared database; time each page first, cold and warm, then the filters."""
-    from bench.scenarios import summary_ms
     from tasks import stats
 
     port = free_port()
@@ -200,7 +198,6 @@ def filter_values(app) -> dict:
 
 def time_filters(app, session: requests.Session, url: str, samples: int) -> dict:
     """Each of FILTERS on the log page, warm (the stats cached): {query string: summary}."""
-    from bench.scenarios import summary_ms
 
     values = filter_values(app)
     result = {}

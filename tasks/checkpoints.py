@@ -61,7 +61,7 @@ def run(engine, stop: threading.Event) -> None:
             _written.clear()
             try:
                 checkpoint(connection)
-            except connection.OperationalError:
+            except connection.Error:  # the drains' own commits checkpoint meanwhile (DRAIN_CHECKPOINT_PAGES)
                 log.warning("WAL checkpoint failed; trying again", exc_info=True)
             stop.wait(INTERVAL)
     finally:

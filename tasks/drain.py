@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from extensions import get_sender
 from models import db
 from models.settings import WebhookSettings, get_settings
-from tasks import attempts, autodisable, leases, outbox, pacing, retry
+from tasks import attempts, autodisable, checkpoints, leases, outbox, pacing, retry
 from tasks.outbox import Claimed, claim, has_due_work, new_token  # noqa: F401 (has_due_work: the tick's)
 from tasks.queue import (
     ask_for_help, jobs_waiting, listening, started_as_helper, stop_listening, wait_for_bell, wake,
@@ -187,6 +187,7 @@ class Drainer:
             if claim_next:
                 self.ahead = self.claim()
             db.session.commit()
+            checkpoints.written()
             return
         except DBAPIError:
             db.session.rollback()
@@ -208,6 +209,7 @@ class Drainer:
                 db.session.commit()
         after_recording(recorded, url)
         db.session.commit()
+        checkpoints.written()
 
     def run_until_empty(self) -> int:
         """Run batches until nothing is due; return how many were claimed."""

@@ -25,8 +25,9 @@ from tasks.thread_connection import ThreadConnections
 
 #: A commit that finds the WAL this long copies it into the database file and
 #: waits for two disk flushes (a checkpoint; synchronous=NORMAL). Every other
-#: connection does that at models.WAL_CHECKPOINT_PAGES: with a worker running,
-#: its commits take the checkpoints and the flushes off the engine's publishes;
+#: connection does that at models.WAL_CHECKPOINT_PAGES (a worker's at this many,
+#: its thread checkpointing meanwhile: tasks.checkpoints): with a worker running,
+#: it takes the checkpoints and the flushes off the engine's publishes;
 #: with none, the publisher checkpoints itself, a quarter as often. A
 #: publish rewrites the same few pages, so the longer the WAL, the fewer
 #: times a checkpoint copies each. The WAL file on disk grows to about this

@@ -21,7 +21,7 @@ import redis
 from flask import current_app
 from rq import SimpleWorker
 
-from tasks import alerts, maintenance
+from tasks import alerts, checkpoints, maintenance
 from tasks.drain import Drainer, has_due_work
 from tasks.jobs import SERIALIZER, HooklineJob, refusal
 from extensions import get_redis
@@ -101,9 +101,12 @@ def _tick_once(heartbeat: str) -> None:
 
 def run_worker(app, *, burst: bool = False) -> None:
     """Run one worker on the ``hookline`` queue until stopped (or empty, with burst)."""
+    stop = threading.Event()
     with app.app_context():
         queue = get_queue()
         connection = get_redis()
+        # SQLite: the WAL's checkpoints in a thread, off the drains' commits (tasks.checkpoints).
+        checkpoints.start(db.engine, stop)
     # What start-up built (Flask, SQLAlchemy, RQ: ~125,000 objects) lives
     # as long as the process: keep it out of the garbage collector's full
     # passes, each of which walked it all (~60 ms, in the middle of a batch).
@@ -113,7 +116,6 @@ def run_worker(app, *, burst: bool = False) -> None:
     # generation every 700 allocations scanned them several times per batch and
     # moved them to older generations only to free them when the batch ended.
     gc.set_threshold(10_000, *gc.get_threshold()[1:])
-    stop = threading.Event()
     ticker = threading.Thread(target=tick, args=(app, stop), name="hookline-tick", daemon=True)
     ticker.start()
     # Alerts in a thread of their own: an SMTP server that hangs delays no tick and no delivery.

@@ -75,17 +75,14 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     event = dict(id=event_id, event_type=event_type, call_id=call_id, timestamp_utc=timestamp_utc,
                  is_test=is_test, body=envelope_body(event_type, timestamp_utc, payload, is_test),
                  created_at=now)
-    delivery = dict(event_type=event_type, call_id=call_id, is_test=is_test,
-                    due_at=now, created_at=now, attempt_count=0)
     app = current_app._get_current_object()
     session = db.session()
     if joined := session.in_transaction():
         # Core statements, not the ORM: they need none of its per-execute
         # work, which cost as much as the INSERTs here.
-        written = publish_sql.insert_new(session.connection(), event, delivery)
+        written = publish_sql.insert_new(session.connection(), event)
     else:
-        written = publish_sql.insert_new_alone(_engine(app), event, delivery,
-                                               app.config["HOOKLINE_PUBLISH_SYNC_COMMIT"])
+        written = publish_sql.insert_new_alone(_engine(app), event, app.config["HOOKLINE_PUBLISH_SYNC_COMMIT"])
     if not written:
         log.debug("event %s not wanted by the integration; dropped", event_type)
         return None
@@ -141,8 +138,8 @@ def _forget_ring(session) -> None:
 MAX_BATCH = 100
 
 
-def _validated_rows(events) -> list[tuple[dict, dict]]:
-    """Each ``(event_type, payload[, timestamp_utc])`` checked, as (event, delivery) rows.
+def _validated_rows(events) -> list[dict]:
+    """Each ``(event_type, payload[, timestamp_utc])`` checked, as an event row.
 
     Raises InvalidEvent whose field starts with the event's index
     (``"[3].payload.call.id"``) at the first one that does not fit.
@@ -159,11 +156,8 @@ def _validated_rows(events) -> list[tuple[dict, dict]]:
             raise InvalidEvent(f"[{index}].{exc.field}", exc.message) from None
         stamp = int(time.time()) if timestamp_utc is None else timestamp_utc
         call_id = call_id_of(event_type, payload)
-        rows.append((dict(id=new_event_id(), event_type=event_type, call_id=call_id, timestamp_utc=stamp,
-                          is_test=False, body=envelope_body(event_type, stamp, payload, False),
-                          created_at=now),
-                     dict(event_type=event_type, call_id=call_id, is_test=False,
-                          due_at=now, created_at=now, attempt_count=0)))
+        rows.append(dict(id=new_event_id(), event_type=event_type, call_id=call_id, timestamp_utc=stamp,
+                         is_test=False, body=envelope_body(event_type, stamp, payload, False), created_at=now))
     return rows
 
 
@@ -190,8 +184,7 @@ def publish_events(events) -> list[str | None]:
     joined = session.in_transaction()
     try:
         conn = session.connection()
-        ids = [event["id"] if publish_sql.insert_new(conn, event, delivery) else None
-               for event, delivery in rows]
+        ids = [event["id"] if publish_sql.insert_new(conn, event) else None for event in rows]
         if not joined:
             session.commit()
     except BaseException:

@@ -6,6 +6,7 @@ through ``POST /api/v1/events`` — all three end here.
 
 import logging
 import time
+from json.encoder import encode_basestring
 
 from flask import current_app
 from sqlalchemy import event as sa_event
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 
 def envelope_body(event_type: str, timestamp_utc: int, payload: dict, is_test: bool) -> str:
     """The seed's envelope as compact JSON: the exact bytes every attempt sends."""
+    if type(event_type) is str and type(timestamp_utc) is int and type(is_test) is bool:
+        # What a publish passes: the envelope's own four members written as
+        # the encoder writes them (a str as encode_basestring, an int as
+        # int.__repr__), around the payload's JSON, without the encoder's
+        # walk of a dict built for them.
+        return (f'{{"event_type":{_STRING(event_type)},"timestamp_utc":{timestamp_utc!r},'
+                f'"payload":{_ENCODE(payload)},"is_test":{_BOOLEAN[is_test]}}}')
     return _ENCODE({"event_type": event_type, "timestamp_utc": timestamp_utc, "payload": payload, "is_test": is_test})
 
 
@@ -30,6 +38,9 @@ def envelope_body(event_type: str, timestamp_utc: int, payload: dict, is_test: b
 # valid signature. No circular check: validate_event refuses a payload
 # nested more than 32 levels deep, so a value holding itself never gets here.
 _ENCODE = json_encoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+#: The encoder's own writing of a string (ensure_ascii=False) and of a Boolean.
+_STRING = encode_basestring
+_BOOLEAN = {True: "true", False: "false"}
 
 
 def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> str | None:

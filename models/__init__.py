@@ -28,6 +28,7 @@ CLOCK_FILE_ENV = "HOOKLINE_CLOCK_FILE"
 
 #: 1970-01-01 as a naive UTC datetime: the models' times are this plus a timedelta.
 EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def utcnow() -> datetime:
@@ -40,8 +41,9 @@ def utcnow() -> datetime:
     """
     # The epoch plus the system clock's microseconds, floored: what
     # datetime.now(timezone.utc).replace(tzinfo=None) returns, without the
-    # keyword parsing of replace() (every publish asks for the time).
-    now = EPOCH + timedelta(0, 0, time.time_ns() // 1000)
+    # keyword parsing of replace() (every publish asks for the time); a
+    # multiple of one microsecond parses no arguments, as timedelta() does.
+    now = EPOCH + _MICROSECOND * (time.time_ns() // 1000)
     if path := os.environ.get(CLOCK_FILE_ENV):
         now += timedelta(seconds=_clock_offset(path))
     return now

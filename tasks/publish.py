@@ -6,6 +6,7 @@ through ``POST /api/v1/events`` — all three end here.
 
 import logging
 import time
+from json.encoder import encode_basestring
 
 from flask import current_app
 from sqlalchemy import event as sa_event
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 
 def envelope_body(event_type: str, timestamp_utc: int, payload: dict, is_test: bool) -> str:
     """The seed's envelope as compact JSON: the exact bytes every attempt sends."""
+    if type(event_type) is str and type(timestamp_utc) is int and type(is_test) is bool:
+        # What a publish passes: the envelope's own four members written as
+        # the encoder writes them (a str as encode_basestring, an int as
+        # int.__repr__), around the payload's JSON, without the encoder's
+        # walk of a dict built for them.
+        return (f'{{"event_type":{_STRING(event_type)},"timestamp_utc":{timestamp_utc!r},'
+                f'"payload":{_ENCODE(payload)},"is_test":{_BOOLEAN[is_test]}}}')
     return _ENCODE({"event_type": event_type, "timestamp_utc": timestamp_utc, "payload": payload, "is_test": is_test})
 
 
@@ -30,6 +38,9 @@ def envelope_body(event_type: str, timestamp_utc: int, payload: dict, is_test: b
 # valid signature. No circular check: validate_event refuses a payload
 # nested more than 32 levels deep, so a value holding itself never gets here.
 _ENCODE = json_encoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+#: The encoder's own writing of a string (ensure_ascii=False) and of a Boolean.
+_STRING = encode_basestring
+_BOOLEAN = {True: "true", False: "false"}
 
 
 def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> str | None:
@@ -75,17 +86,14 @@ def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> 
     event = dict(id=event_id, event_type=event_type, call_id=call_id, timestamp_utc=timestamp_utc,
                  is_test=is_test, body=envelope_body(event_type, timestamp_utc, payload, is_test),
                  created_at=now)
-    delivery = dict(event_type=event_type, call_id=call_id, is_test=is_test,
-                    due_at=now, created_at=now, attempt_count=0)
     app = current_app._get_current_object()
     session = db.session()
     if joined := session.in_transaction():
         # Core statements, not the ORM: they need none of its per-execute
         # work, which cost as much as the INSERTs here.
-        written = publish_sql.insert_new(session.connection(), event, delivery)
+        written = publish_sql.insert_new(session.connection(), event)
     else:
-        written = publish_sql.insert_new_alone(_engine(app), event, delivery,
-                                               app.config["HOOKLINE_PUBLISH_SYNC_COMMIT"])
+        written = publish_sql.insert_new_alone(_engine(app), event, app.config["HOOKLINE_PUBLISH_SYNC_COMMIT"])
     if not written:
         log.debug("event %s not wanted by the integration; dropped", event_type)
         return None
@@ -141,8 +149,8 @@ def _forget_ring(session) -> None:
 MAX_BATCH = 100
 
 
-def _validated_rows(events) -> list[tuple[dict, dict]]:
-    """Each ``(event_type, payload[, timestamp_utc])`` checked, as (event, delivery) rows.
+def _validated_rows(events) -> list[dict]:
+    """Each ``(event_type, payload[, timestamp_utc])`` checked, as an event row.
 
     Raises InvalidEvent whose field starts with the event's index
     (``"[3].payload.call.id"``) at the first one that does not fit.
@@ -159,11 +167,8 @@ def _validated_rows(events) -> list[tuple[dict, dict]]:
             raise InvalidEvent(f"[{index}].{exc.field}", exc.message) from None
         stamp = int(time.time()) if timestamp_utc is None else timestamp_utc
         call_id = call_id_of(event_type, payload)
-        rows.append((dict(id=new_event_id(), event_type=event_type, call_id=call_id, timestamp_utc=stamp,
-                          is_test=False, body=envelope_body(event_type, stamp, payload, False),
-                          created_at=now),
-                     dict(event_type=event_type, call_id=call_id, is_test=False,
-                          due_at=now, created_at=now, attempt_count=0)))
+        rows.append(dict(id=new_event_id(), event_type=event_type, call_id=call_id, timestamp_utc=stamp,
+                         is_test=False, body=envelope_body(event_type, stamp, payload, False), created_at=now))
     return rows
 
 
@@ -190,8 +195,7 @@ def publish_events(events) -> list[str | None]:
     joined = session.in_transaction()
     try:
         conn = session.connection()
-        ids = [event["id"] if publish_sql.insert_new(conn, event, delivery) else None
-               for event, delivery in rows]
+        ids = [event["id"] if publish_sql.insert_new(conn, event) else None for event in rows]
         if not joined:
             session.commit()
     except BaseException:

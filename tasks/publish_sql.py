@@ -63,32 +63,41 @@ def _waiting_behind(deliveries, call_id, now):
             .scalar_subquery())
 
 
+#: A new delivery's columns, each the event's value of the same name
+#: (``due_at``: due at once, at its ``created_at``), and its first attempt count.
+_DELIVERY_FROM_EVENT = (("event_type", "event_type"), ("call_id", "call_id"), ("is_test", "is_test"),
+                        ("due_at", "created_at"), ("created_at", "created_at"))
+
+
+def delivery_of(event: dict) -> dict:
+    """The new delivery of ``event`` (a row of ``_EVENT_COLUMNS``), as _DELIVERY_FROM_EVENT says: no attempt yet."""
+    now = event["created_at"]
+    return dict(event_type=event["event_type"], call_id=event["call_id"], is_test=event["is_test"],
+                due_at=now, created_at=now, attempt_count=0)
+
+
 @functools.cache
 def _insert_both(waiting: bool = False):
     """PostgreSQL: the event (if wanted) and, from its RETURNING, the delivery, in one statement.
 
-    Its parameters are named as its columns (the delivery's with a ``d_``
-    prefix). With ``waiting``, the delivery's ``head`` is written as
-    _waiting_behind says: only for a statement committed on its own, so
-    that the row lock it may take is held for no longer than that (a
-    drain's promote waits for it); in a caller's transaction the row goes
-    in unknown (NULL), as before.
+    Its parameters are the event's, named as its columns: the delivery's
+    values are the same parameters (as delivery_of says), so that each is
+    sent and converted once. With ``waiting``, the delivery's ``head`` is
+    written as _waiting_behind says: only for a statement committed on its
+    own, so that the row lock it may take is held for no longer than that
+    (a drain's promote waits for it); in a caller's transaction the row
+    goes in unknown (NULL), as before.
     """
     deliveries = Delivery.__table__
     new_event = _insert_event("postgresql").cte("new_event")
-    values = _values(deliveries, _DELIVERY_COLUMNS, prefix="d_")
-    columns = ["event_seq", *_DELIVERY_COLUMNS, "status"]
-    selected = [new_event.c.seq, *values, literal_column(NEW_STATUS_SQL)]
+    by_name = dict(zip(_EVENT_COLUMNS, _values(Event.__table__, _EVENT_COLUMNS)))
+    columns = ["event_seq", *(column for column, _ in _DELIVERY_FROM_EVENT), "attempt_count", "status"]
+    selected = [new_event.c.seq, *(by_name[name] for _, name in _DELIVERY_FROM_EVENT),
+                literal_column("0"), literal_column(NEW_STATUS_SQL)]
     if waiting:
-        by_name = dict(zip(_DELIVERY_COLUMNS, values))
         columns.append("head")
         selected.append(_waiting_behind(deliveries, by_name["call_id"], by_name["created_at"]))
     return insert(deliveries).from_select(columns, select(*selected)).returning(deliveries.c.id)
-
-
-def _both_values(event: dict, delivery: dict) -> dict:
-    """``_insert_both``'s parameters: the event's as they are, the delivery's with a ``d_`` prefix."""
-    return {**event, **{f"d_{k}": v for k, v in delivery.items()}}
 
 
 @functools.cache
@@ -105,8 +114,8 @@ def _sqlite_plans(dialect):
     return driver.plan(_insert_event("sqlite"), dialect), insert_delivery
 
 
-def insert_new_alone(engine, event: dict, delivery: dict, wait_for_flush: bool) -> bool:
-    """Write a new event and its delivery in a transaction of their own, on the thread's own connection; True if wanted.
+def insert_new_alone(engine, event: dict, wait_for_flush: bool) -> bool:
+    """Write a new event and its delivery (delivery_of) in a transaction of their own, on the thread's own connection; True if wanted.
 
     PostgreSQL: one statement in autocommit, one round trip (no BEGIN and
     COMMIT, no pool checkout and its ping: tasks.publish_pg), which waits
@@ -116,15 +125,15 @@ def insert_new_alone(engine, event: dict, delivery: dict, wait_for_flush: bool) 
     around the same statements cost the engine as much CPU again.
     """
     if engine.dialect.name != "postgresql":
-        return publish_sqlite.insert(engine, *_sqlite_plans(engine.dialect), event, delivery)
-    return publish_pg.insert(engine, _insert_both_sql(engine.dialect), _both_values(event, delivery), wait_for_flush)
+        return publish_sqlite.insert(engine, *_sqlite_plans(engine.dialect), event, delivery_of(event))
+    return publish_pg.insert(engine, _insert_both_sql(engine.dialect), event, wait_for_flush)
 
 
-def insert_new(conn, event: dict, delivery: dict) -> bool:
-    """INSERT a new event and its delivery on ``conn``, in its transaction (both or neither); True if wanted."""
+def insert_new(conn, event: dict) -> bool:
+    """INSERT a new event and its delivery (delivery_of) on ``conn``, in its transaction (both or neither); True if wanted."""
     if conn.dialect.name == "postgresql":
-        return conn.execute(_insert_both(), _both_values(event, delivery)).scalar() is not None
+        return conn.execute(_insert_both(), event).scalar() is not None
     seq = conn.execute(_insert_event(conn.dialect.name), event).scalar()
     if seq is not None:
-        conn.execute(_INSERT_DELIVERY, {**delivery, "event_seq": seq})
+        conn.execute(_INSERT_DELIVERY, {**delivery_of(event), "event_seq": seq})
     return seq is not None

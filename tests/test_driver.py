@@ -1,5 +1,6 @@
 """tasks.driver: the drain's batch statements store what SQLAlchemy would, and count what they changed."""
 
+import itertools
 import json
 import random
 import re
@@ -13,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from models import db, utcnow
 from models.events import Attempt, Delivery
 from tasks import driver, outbox
+from tasks.publish import envelope_body
 from tests.support import publish_calls
 
 
@@ -165,3 +167,14 @@ def test_a_dict_with_its_json_is_stored_as_that_text(app, integration):
         db.session.commit()
         stored = db.session.execute(select(Attempt.request_headers.cast(db.Text)).order_by(Attempt.id)).scalars().all()
         assert stored[-2:] == [value.json, json.dumps(value)]
+
+
+def test_an_envelope_is_what_json_writes_for_it_whatever_its_members():
+    """envelope_body writes a publish's usual members itself: the same text as the encoder for every kind of each."""
+    options = dict(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    payload = {"ü ✓": ["\"q\" \\ \n\t\x7f\u2028", 1.5, -0.0, None, True, {"": []}], "k": 10**4299}
+    types = ["transcript", "", "a\"b\\c\u00e9\U0001F600\x01"]
+    stamps = [0, 1_700_000_000, 2**63 - 1, 10**4299, True, 1.5, "1700000000", None]
+    for event_type, stamp, is_test in itertools.product(types + [None, 3], stamps, [True, False, 1, 0, None]):
+        envelope = {"event_type": event_type, "timestamp_utc": stamp, "payload": payload, "is_test": is_test}
+        assert envelope_body(event_type, stamp, payload, is_test) == json.JSONEncoder(**options).encode(envelope)

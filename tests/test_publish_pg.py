@@ -67,13 +67,11 @@ def test_a_publish_whose_commit_was_not_heard_is_written_once(app, integration):
     now = utcnow()
     event = dict(id=new_event_id(), event_type="transcript", call_id="call-1", timestamp_utc=1,
                  is_test=False, body="{}", created_at=now)
-    delivery = dict(event_type="transcript", call_id="call-1", is_test=False, due_at=now,
-                    created_at=now, attempt_count=0)
     with app.app_context():
-        assert publish_sql.insert_new_alone(db.engine, event, delivery, False)
+        assert publish_sql.insert_new_alone(db.engine, event, False)
         end_backend(kept_backend())
         # The same statement again, as after an answer lost with the connection.
-        assert publish_sql.insert_new_alone(db.engine, event, delivery, False)
+        assert publish_sql.insert_new_alone(db.engine, event, False)
         db.session.remove()
     assert stored(app) == (1, 1)
 

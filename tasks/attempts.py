@@ -17,7 +17,7 @@ from json.encoder import encode_basestring_ascii
 from models import EPOCH, utcnow
 from models.events import DELIVERED, FAILED, RETRYING
 from models.settings import mask_value, refusal
-from tasks.driver import WithJSON, dumps
+from tasks.jsontext import WithJSON, dumps
 from tasks.retry import lets_call_go, next_delay
 from tasks.sender import build_headers
 from tasks.signing import signature_headers

@@ -11,52 +11,16 @@ defaults filled in are left to SQLAlchemy.
 """
 
 import functools
-import json
 import operator
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
 
 from sqlalchemy import JSON, Boolean
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.exc import DBAPIError
 
-
-def json_encoder(*, separators=(", ", ": "), ensure_ascii=True, allow_nan=True):
-    """``json.JSONEncoder(...).encode`` with these options, its C encoder built once rather than on every call.
-
-    The same text for every value that encoder writes; a value holding itself
-    raises RecursionError instead of ValueError (no circular check: a
-    shared check would keep stale marks after an error).
-    """
-    if c_make_encoder is None:  # a Python without the C accelerator
-        return json.JSONEncoder(separators=separators, ensure_ascii=ensure_ascii, allow_nan=allow_nan).encode
-    item_separator, key_separator = separators
-    encode = c_make_encoder(None, json.JSONEncoder().default,
-                            encode_basestring_ascii if ensure_ascii else encode_basestring, None,
-                            key_separator, item_separator, False, False, allow_nan)
-    return lambda value: "".join(encode(value, 0))
-
-
-#: ``json.dumps`` with its defaults.
-dumps = json_encoder()
-
-
-class WithJSON(dict):
-    """A dict of text that carries its ``json.dumps`` text, which the writes here store instead of encoding it again.
-
-    Whoever builds one sets ``json`` to exactly what :data:`dumps` writes for
-    it and does not change the dict afterwards. Anything else (the ORM,
-    ``json.dumps``) sees a plain dict of the same items.
-    """
-
-    __slots__ = ("json",)
-
-
-def _dumps(value) -> str:
-    """:data:`dumps`, or the text a :class:`WithJSON` carries."""
-    return value.json if type(value) is WithJSON else dumps(value)
+from tasks.jsontext import WithJSON, json_text, dumps
 
 
 def bind_processor(type_, dialect):
@@ -68,7 +32,7 @@ def bind_processor(type_, dialect):
     drain binds several datetimes per attempt. Anything else (an aware
     datetime, a date, None) goes through SQLAlchemy's own. SQLite's JSON
     (when the engine has no serializer of its own) is SQLAlchemy's
-    processor around :func:`_dumps` (which stores the text a
+    processor around :func:`json_text` (which stores the text a
     :class:`WithJSON` carries), a dict written in one call
     (:func:`_same_json`): two per attempt. A Boolean is a dictionary lookup
     (:func:`_same_bool`).
@@ -80,7 +44,7 @@ def bind_processor(type_, dialect):
     if (process is not None and isinstance(impl, JSON) and dialect.name == "sqlite"
             and dialect._json_serializer is None and hasattr(impl, "_make_bind_processor")):
         string_process = impl._str_impl.bind_processor(dialect)
-        process = impl._make_bind_processor(string_process, _dumps)
+        process = impl._make_bind_processor(string_process, json_text)
         return process if string_process is not None else _same_json(process)
     if (process is None or not isinstance(impl, SQLITE_DATETIME)
             or impl._storage_format != SQLITE_DATETIME._storage_format):
@@ -102,9 +66,9 @@ def bind_processor(type_, dialect):
 
 
 def _same_json(process):
-    """SQLite's JSON processor ``process`` (around :func:`_dumps`, storing its text as it is), a dict's text in one call.
+    """SQLite's JSON processor ``process`` (around :func:`json_text`, storing its text as it is), a dict's text in one call.
 
-    A dict is stored as :func:`_dumps` writes it, as ``process`` would store
+    A dict is stored as :func:`json_text` writes it, as ``process`` would store
     it, without SQLAlchemy's checks around it; anything else goes through
     ``process`` (JSON.NULL, SQL NULL, lists...).
     """
@@ -247,7 +211,7 @@ def _postgresql_form(statement, dialect, keys: tuple) -> tuple[Plan, tuple]:
         impl = type_.dialect_impl(dialect)
         if (convert is not None and isinstance(impl, JSON) and dialect._json_serializer is None
                 and hasattr(impl, "_make_bind_processor")):
-            convert = impl._make_bind_processor(None, _dumps)
+            convert = impl._make_bind_processor(None, json_text)
         converters.append((name, convert))
         types.append(re.sub(r"\(\d+\)", "", type_.compile(dialect=dialect)))
     return Plan(compiled.sql, tuple(converters), compiled.positional), tuple(types)

@@ -16,7 +16,7 @@ from events import InvalidEvent, call_id_of, validate_event
 from models import db, utcnow
 from models.events import new_event_id
 from tasks import publish_sql
-from tasks.driver import json_encoder
+from tasks.jsontext import json_encoder
 from tasks.queue import ring_soon
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from models import db, utcnow
 from models.events import Attempt, Delivery
-from tasks import driver, outbox
+from tasks import driver, jsontext, outbox
 from tasks.publish import envelope_body
 from tests.support import publish_calls
 
@@ -46,7 +46,7 @@ def test_the_envelope_encoder_writes_what_json_writes_with_its_options():
     values = [{"event_type": "transcript", "timestamp_utc": 2**63 - 1, "is_test": False,
                "payload": {"ü ✓": ["\"q\" \\ \n\t", 1.5, -0.0, 1e300, None, True, {"": []}], "k": 10**4299}}]
     options = dict(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    encode = driver.json_encoder(**options)
+    encode = jsontext.json_encoder(**options)
     assert [encode(v) for v in values] == [json.JSONEncoder(**options).encode(v) for v in values]
     with pytest.raises(ValueError):
         encode({"payload": float("nan")})
@@ -158,7 +158,7 @@ def test_a_logged_request_carries_the_text_json_dumps_writes_for_it():
 def test_a_dict_with_its_json_is_stored_as_that_text(app, integration):
     ids = _claimed(app, 1, "ours")
     with app.app_context():
-        value = driver.WithJSON({"webhook-id": "msg_1", "X-Ünï": "✓"})
+        value = jsontext.WithJSON({"webhook-id": "msg_1", "X-Ünï": "✓"})
         value.json = json.dumps(value, separators=(",", ":"))  # not dumps' text: to tell which was stored
         rows = [dict(delivery_id=ids[0], number=1, started_at=utcnow(), duration_ms=1.5, status_code=200, ok=True,
                      url="http://x/", request_headers=headers, response_headers={}, response_body=None,

@@ -71,9 +71,7 @@ _DELIVERY_FROM_EVENT = (("event_type", "event_type"), ("call_id", "call_id"), ("
 
 def delivery_of(event: dict) -> dict:
     """The new delivery of ``event`` (a row of ``_EVENT_COLUMNS``), as _DELIVERY_FROM_EVENT says: no attempt yet."""
-    now = event["created_at"]
-    return dict(event_type=event["event_type"], call_id=event["call_id"], is_test=event["is_test"],
-                due_at=now, created_at=now, attempt_count=0)
+    return {**{column: event[name] for column, name in _DELIVERY_FROM_EVENT}, "attempt_count": 0}
 
 
 @functools.cache

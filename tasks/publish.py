@@ -28,8 +28,8 @@ def envelope_body(event_type: str, timestamp_utc: int, payload: dict, is_test: b
         # the encoder writes them (a str as encode_basestring, an int as
         # int.__repr__), around the payload's JSON, without the encoder's
         # walk of a dict built for them.
-        return (f'{{"event_type":{_STRING(event_type)},"timestamp_utc":{timestamp_utc!r},'
-                f'"payload":{_ENCODE(payload)},"is_test":{_BOOLEAN[is_test]}}}')
+        return (f'{{"event_type":{encode_basestring(event_type)},"timestamp_utc":{timestamp_utc!r},'
+                f'"payload":{_ENCODE(payload)},"is_test":{"true" if is_test else "false"}}}')
     return _ENCODE({"event_type": event_type, "timestamp_utc": timestamp_utc, "payload": payload, "is_test": is_test})
 
 
@@ -38,9 +38,6 @@ def envelope_body(event_type: str, timestamp_utc: int, payload: dict, is_test: b
 # valid signature. No circular check: validate_event refuses a payload
 # nested more than 32 levels deep, so a value holding itself never gets here.
 _ENCODE = json_encoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-#: The encoder's own writing of a string (ensure_ascii=False) and of a Boolean.
-_STRING = encode_basestring
-_BOOLEAN = {True: "true", False: "false"}
 
 
 def publish_event(event_type, payload, *, timestamp_utc=None, is_test=False) -> str | None:

@@ -149,7 +149,7 @@ def init_app(app) -> None:
         # The pool hands out the connection returned last (LIFO): with the
         # default FIFO queue, a process that once had several connections out
         # afterwards rotates one thread's work through all of them, each one's
-        # caches cold (bench/README.md: ~10% slower on SQLite, ~5% on PostgreSQL).
+        # caches cold (bench/HISTORY.md: ~10% slower on SQLite, ~5% on PostgreSQL).
         options.setdefault("pool_use_lifo", True)
     db.init_app(app)
     # Importing registers the tables on Base.metadata (for create_all and Alembic).

@@ -31,7 +31,7 @@ from tasks.publish_sqlite import CHECKPOINT_PAGES as DRAIN_CHECKPOINT_PAGES
 log = logging.getLogger(__name__)
 
 #: Seconds between two checkpoints at least: each flushes the disk twice, whatever it copies,
-#: and a page rewritten meanwhile is copied once (5 ms was slower: bench/README, branch sqlock).
+#: and a page rewritten meanwhile is copied once (5 ms was slower: bench/HISTORY.md, branch sqlock).
 INTERVAL = 0.05
 #: Without a wake-up, a checkpoint this often (seconds) all the same: other processes write too.
 IDLE_SECONDS = 1.0

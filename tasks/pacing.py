@@ -12,7 +12,7 @@ from tasks.outbox import Claimed
 #: A drain is behind when its batch came back full and the oldest delivery
 #: in it has been due for longer than this; only then does it ask for a
 #: helper. Helping a drain that keeps up only splits its batches, which
-#: costs more CPU per event than it saves (bench/README.md).
+#: costs more CPU per event than it saves (bench/HISTORY.md).
 BEHIND_SECONDS = 0.1
 
 
@@ -28,7 +28,7 @@ GATHER_SECONDS = 0.010
 #: claim, promote, roll-up, BEGIN and commit whatever its size. Not 4: on
 #: SQLite a batch's write transaction holds the one write lock, and with
 #: 256-row transactions four publishing threads beside two drains published
-#: slower (bench/README.md, branch drain3).
+#: slower (bench/HISTORY.md, branch drain3).
 GROW_FACTOR = 2
 
 #: ... but only while every request of its last batch was answered within

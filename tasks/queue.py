@@ -129,7 +129,7 @@ class Waker:
     after the publish's commit. Rings close together share one ``wake()``:
     at most one per GATHER_SECONDS: one Redis pipeline serves every publish
     of those 10 ms, which costs the publisher less CPU per event and gives
-    the drains bigger batches (bench/README.md has the figures); a busy
+    the drains bigger batches (bench/HISTORY.md has the figures); a busy
     drain claims without waiting for the bell, and an idle one waits at
     most 10 ms more. Publishes further apart than that never wait at all. The thread ends after a few idle seconds
     and the next ring starts a new one.

@@ -153,21 +153,18 @@ def build_lines(r: dict) -> list[Line]:
         if "scaling" in d:
             s = d["scaling"]
             allowed = 1.1 * s["factor"]
-            large = s.get("large")
-            on = f" on {s['deliveries']:,} deliveries" if "deliveries" in s else ""
-            lines.append(Line(f"6. scaling: time({s['factor']}×M) / time(M), 2 workers{on}{tag}",
+            large, rounds = s["large"], s["rounds"]
+            runs = {kind: ", ".join(f"{out['seconds']:.2f}" for out in outs) for kind, outs in rounds.items()}
+            on = f"{s['deliveries']:,} deliveries"
+            lines.append(Line(f"6. scaling: time({s['factor']}×M) / time(M), 2 workers on {on}{tag}",
                               s["time_ratio"], "×", target=f"≤{allowed:g}",
-                              met=s["time_ratio"] <= allowed and all(
-                                  map(_complete, sum(s.get("rounds", {}).values(), [large] if large else []))),
+                              met=s["time_ratio"] <= allowed and all(map(_complete, rounds["small"] + rounds["large"])),
                               box_busy=s.get("box_cores_busy"),
                               note=f"{s['small_seconds']:.2f} s → {s['large_seconds']:.2f} s"
-                                   + (" (medians of " + ", ".join(f"{t:.2f}" for t in s["small_runs"]) + " s and "
-                                      + ", ".join(f"{t:.2f}" for t in s.get("large_runs", [s["large_seconds"]])) + " s)"
-                                      if "small_runs" in s else "")
-                                   + (f"; F×M: {large['rate']:,.0f} ev/s, CPU {large['cpu_ms_per_event']:.2f} ms/ev "
-                                      f"(all but receiver); " + _checks(large) if large else "")
-                                   + (f"; seeded in {s['insert_seconds']:.0f} s + "
-                                      f"{s['rollup_and_vacuum_seconds']:.0f} s" if "insert_seconds" in s else "")))
+                                   f" (medians of {runs['small']} s and {runs['large']} s)"
+                                   f"; F×M: {large['rate']:,.0f} ev/s, CPU {large['cpu_ms_per_event']:.2f} ms/ev "
+                                   f"(all but receiver); {_checks(large)}"
+                                   f"; seeded in {s['insert_seconds']:.0f} s + {s['rollup_and_vacuum_seconds']:.0f} s"))
         for shape, page in d.get("log_page", {}).items():
             if not isinstance(page, dict) or "pages" not in page:
                 continue

@@ -110,7 +110,7 @@ def _timed(ctx, workers, m: int, tag: str) -> dict:
     return out
 
 
-#: Rounds of (M, F×M) on the warm workers; each time is the median of its rounds.
+#: Rounds of (M, F×M) on the warm workers (odd: each time is the median of its rounds).
 ROUNDS = 3
 
 
@@ -133,14 +133,10 @@ def run(ctx: scenarios.Context, rows: int, m: int, factor: int, say) -> dict:
         after = table_stats(ctx)
     finally:
         workers.close()
-    small_runs = [small["seconds"] for small in smalls]
-    large_runs = [large["seconds"] for large in larges]
-    small_seconds, large_seconds = statistics.median(small_runs), statistics.median(large_runs)
-    # The F×M round whose time is the median: its rate, CPU and checks are the line's.
-    large = sorted(larges, key=lambda out: out["seconds"])[len(larges) // 2]
-    return {"factor": factor, "small_seconds": small_seconds, "small_runs": small_runs,
-            "small_database_cpu_per_event_ms": [small["database_cpu_per_event_ms"] for small in smalls],
-            "large_seconds": large_seconds, "large_runs": large_runs,
-            "time_ratio": large_seconds / small_seconds,
-            "large": large, "rounds": {"small": smalls, "large": larges}, **seeded,
+    small_seconds = statistics.median(small["seconds"] for small in smalls)
+    # The F×M round whose time is the median (ROUNDS is odd): its rate, CPU and checks are the line's.
+    large = sorted(larges, key=lambda out: out["seconds"])[ROUNDS // 2]
+    return {"factor": factor, "small_seconds": small_seconds, "large_seconds": large["seconds"],
+            "time_ratio": large["seconds"] / small_seconds, "large": large,
+            "rounds": {"small": smalls, "large": larges}, **seeded,
             "table_stats": {"before": before, "after": after}}

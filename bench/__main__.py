@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import logpage, paced, peers, report, scaling, scenarios
+from bench import baseline, logpage, paced, peers, report, scaling, scenarios
 from bench.services import Database, Receiver, RedisServer, box_cpu_seconds
 
 
@@ -33,7 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--database-url", help="also run the database lines on PostgreSQL: a throw-away "
                    "database is created on this server (e.g. postgresql+psycopg://postgres@127.0.0.1/postgres)")
     p.add_argument("--receivers", type=int, default=2, help="receiver processes sharing the port")
-    p.add_argument("--lines", default="1-7", type=line_set,
+    p.add_argument("--baseline-ref", default=baseline.ISSUE_REF,
+                   help="line 8: the commit whose CPU per event this tree's is divided by (default: the one issue 23 measured)")
+    p.add_argument("--lines", default="1-8", type=line_set,
                    help="which lines of the report to run: e.g. 7, or 1,2,7, or 3-6 (default all)")
     p.add_argument("--samples", type=int, default=20, help="requests per page and cache state in line 7")
     p.add_argument("--ceiling-requests", type=int, help="requests of the raw-socket ceiling "
@@ -45,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def line_set(value: str) -> set[int]:
-    """``"7"``, ``"1,2,7"`` or ``"3-6"`` → the line numbers (1 to 7)."""
+    """``"7"``, ``"1,2,7"`` or ``"3-6"`` → the line numbers (1 to 8)."""
     lines = set()
     for part in value.split(","):
         first, _, last = part.strip().partition("-")
@@ -53,8 +55,8 @@ def line_set(value: str) -> set[int]:
             lines.update(range(int(first), int(last or first) + 1))
         except ValueError:
             raise argparse.ArgumentTypeError(f"--lines: {part!r} is not a line number or a range like 3-6")
-    if not lines <= set(range(1, 8)):
-        raise argparse.ArgumentTypeError(f"--lines: the lines are 1 to 7, got {sorted(lines)}")
+    if not lines <= set(range(1, 9)):
+        raise argparse.ArgumentTypeError(f"--lines: the lines are 1 to 8, got {sorted(lines)}")
     return lines
 
 
@@ -227,6 +229,9 @@ def main(argv=None) -> int:
                     run_database(ctx, args, results["databases"][kind])
             for url in [None] + ([args.database_url] if args.database_url else []):
                 kind = "postgresql" if url else "sqlite"
+                if 8 in args.lines:
+                    results["databases"][kind]["baseline"] = measured(
+                        baseline.run, free, url, args.baseline_ref, args.rounds, args.events, args.calls, say)
                 if 7 in args.lines:
                     redis.client.flushdb()
                     results["databases"][kind]["log_page"] = measured(

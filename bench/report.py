@@ -8,6 +8,7 @@ receiver was not the bottleneck.
 """
 
 import json
+import statistics
 from dataclasses import asdict, dataclass
 
 
@@ -165,6 +166,8 @@ def build_lines(r: dict) -> list[Line]:
                                    f"; F×M: {large['rate']:,.0f} ev/s, CPU {large['cpu_ms_per_event']:.2f} ms/ev "
                                    f"(all but receiver); {_checks(large)}"
                                    f"; seeded in {s['insert_seconds']:.0f} s + {s['rollup_and_vacuum_seconds']:.0f} s"))
+        if "baseline" in d:
+            lines.append(_baseline_line(d["baseline"], tag))
         for shape, page in d.get("log_page", {}).items():
             if not isinstance(page, dict) or "pages" not in page:
                 continue
@@ -190,6 +193,35 @@ def build_lines(r: dict) -> list[Line]:
                     note="warm p50/p95 ms: " + "; ".join(
                         f"{name} {f['median_ms']:.0f}/{f['p95_ms']:.0f}" for name, f in filters.items())))
     return lines
+
+
+def _baseline_line(b: dict, tag: str) -> Line:
+    """Line 8: this tree's CPU per event over the issue's code's, line 3's scenario, median of the rounds."""
+    figure = f"8. CPU per event ÷ {b['ref']}'s (the code issue 23 measured), line 3's scenario{tag}"
+    if "skipped" in b:
+        return Line(figure, None, "×", note=f"n/a: {b['skipped']}")
+    runs = b["runs"]
+    errors = [run["error"] for run in runs["base"] + runs["today"] if "error" in run]
+    complete = not errors and all(run["missing"] == 0 and run["duplicates"] == 0
+                                  for run in runs["base"] + runs["today"])
+
+    def side(name):
+        done = [run for run in runs[name] if "error" not in run]
+        if not done:
+            return f"{name}: no run finished"
+        cpu = [run["cpu_ms_per_event"] for run in done]
+        return (f"{name} {statistics.median(cpu):.2f} ms/ev [{min(cpu):.2f}-{max(cpu):.2f}], "
+                f"{statistics.median(run['rate'] for run in done):,.0f} ev/s, worker "
+                f"{statistics.median(run['worker_cpu_per_event_ms'] for run in done):.2f} ms/ev, "
+                f"RSS {max(run['worker_rss_mb'] for run in done):.0f} MB")
+
+    ratios = ", ".join(f"{x:.2f}" for x in b["ratios"])
+    return Line(figure, b["ratio"], "×", target=f"≤{b['target']:.2f}",
+                met=b["ratio"] is not None and b["ratio"] <= b["target"] and complete,
+                box_busy=b.get("box_cores_busy"),
+                note=f"median of rounds [{ratios}]; {side('today')}; {side('base')}"
+                     + (f"; ERRORS: {'; '.join(errors)}" if errors else "")
+                     + ("" if complete else "; INCOMPLETE"))
 
 
 def _range(data: dict) -> str:

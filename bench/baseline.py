@@ -48,7 +48,7 @@ def one_run(tree: Path, database_url: str | None, tag: str, ctx, m: int, calls: 
             "receiver_pids": [p.pid for p in ctx.receiver.procs], "workdir": str(ctx.logdir),
             "events": m, "calls": calls, "tag": tag}
     ctx.logdir.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-P", str(Path(__file__).with_name("baseline_child.py")), json.dumps(args)],
+    done = subprocess.run([sys.executable, "-m", "bench.baseline_child", json.dumps(args)], cwd=ROOT,
                           capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
     if done.returncode or not lines:

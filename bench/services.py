@@ -116,27 +116,13 @@ class RedisServer:
         stop([self.proc])
 
 
-class Receiver:
-    """``processes`` asyncio receivers sharing one port (see bench/receiver.py)."""
+class ArrivalLog:
+    """The receiver's arrival logs (one ``at path webhook-id`` line a request, a file per process), read as they grow."""
 
-    def __init__(self, workdir: Path, processes: int = 2):
-        self.logdir = workdir / "receiver"
-        self.logdir.mkdir()
-        self.port = free_port()
-        self.procs = [
-            subprocess.Popen([sys.executable, "-m", "bench.receiver", str(self.port), str(self.logdir)],
-                             cwd=ROOT)
-            for _ in range(processes)
-        ]
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        wait_until(lambda: len(glob.glob(str(self.logdir / "arrivals-*.log"))) == processes,
-                   10, "receiver processes")
+    def __init__(self, logdir: Path):
+        self.logdir = Path(logdir)
         self._offsets: dict[str, int] = {}
         self.arrivals: dict[str, list[tuple[float, str]]] = {}  # path -> [(at, webhook_id)]
-
-    def cpu(self) -> float:
-        """CPU seconds all receiver processes have used so far."""
-        return sum(cpu_seconds(p.pid) for p in self.procs)
 
     def poll(self) -> None:
         """Read the lines written since the last poll into ``arrivals``."""
@@ -160,6 +146,27 @@ class Receiver:
         wait_until(lambda: self.count(path) >= count, timeout,
                    f"{count} requests at {path} (got {self.count(path)})", interval=0.01)
         return self.arrivals[path]
+
+
+class Receiver(ArrivalLog):
+    """``processes`` asyncio receivers sharing one port (see bench/receiver.py), and their arrival log."""
+
+    def __init__(self, workdir: Path, processes: int = 2):
+        super().__init__(workdir / "receiver")
+        self.logdir.mkdir()
+        self.port = free_port()
+        self.procs = [
+            subprocess.Popen([sys.executable, "-m", "bench.receiver", str(self.port), str(self.logdir)],
+                             cwd=ROOT)
+            for _ in range(processes)
+        ]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        wait_until(lambda: len(glob.glob(str(self.logdir / "arrivals-*.log"))) == processes,
+                   10, "receiver processes")
+
+    def cpu(self) -> float:
+        """CPU seconds all receiver processes have used so far."""
+        return sum(cpu_seconds(p.pid) for p in self.procs)
 
     def samples(self, path: str) -> list[dict]:
         """The whole requests the receiver kept for ``path`` (every Nth)."""

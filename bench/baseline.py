@@ -31,11 +31,13 @@ TARGETS = {"sqlite": 0.45 / 0.92, "postgresql": 0.45 / 1.02}
 
 
 def extract(ref: str, into: Path) -> Path | None:
-    """The tree of commit ``ref`` written out under ``into`` (None when this clone lacks it)."""
+    """The tree of commit ``ref`` written out under ``into``, once a run (None when this clone lacks it)."""
+    tree = into / f"baseline-{ref}"
+    if tree.exists():
+        return tree
     done = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True)
     if done.returncode:
         return None
-    tree = into / f"baseline-{ref}"
     with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
         archive.extractall(tree, filter="data")
     return tree

@@ -197,7 +197,7 @@ def build_lines(r: dict) -> list[Line]:
 
 def _baseline_line(b: dict, tag: str) -> Line:
     """Line 8: this tree's CPU per event over the issue's code's, line 3's scenario, median of the rounds."""
-    figure = f"8. CPU per event ÷ {b['ref']}'s (issue 23 measured 0a576cf), line 3's scenario{tag}"
+    figure = f"8. CPU per event ÷ {b['ref']}'s, line 3's scenario{tag}"
     if "skipped" in b:
         return Line(figure, None, "×", note=f"n/a: {b['skipped']}")
     runs = b["runs"]

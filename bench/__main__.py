@@ -75,27 +75,9 @@ def measured(scenario, *args) -> dict:
 
 def make_context(db: Database, redis: RedisServer, receiver: Receiver, workdir: Path, calls: int):
     """The app the bench publishes with, on ``db``, and the env its workers get."""
-    from app import create_app
-    from events import EVENT_TYPES
-    from models import db as sqla
-    from models.settings import get_settings
-    from tasks.signing import generate_secret
-
-    common = {"DATABASE_URL": db.url, "REDIS_URL": redis.url, "SECRET_KEY": "bench-secret-key",
-              "HOOKLINE_ALLOWED_NETWORKS": "127.0.0.0/8"}
-    env = {**os.environ, "HOOKLINE_ENV": "testing", "FLASK_APP": "app", **common}
-    app = create_app({"SQLALCHEMY_DATABASE_URI": db.url, "REDIS_URL": redis.url,
-                      "SECRET_KEY": common["SECRET_KEY"],
-                      "HOOKLINE_ALLOWED_NETWORKS": common["HOOKLINE_ALLOWED_NETWORKS"]})
-    with app.app_context():
-        sqla.create_all()
-        settings = get_settings()
-        settings.enabled, settings.events = True, list(EVENT_TYPES)
-        settings.url = receiver.base_url + "/unused"
-        settings.headers = [["X-Api-Key", "sk_bench_0123456789"]]
-        settings.secret = generate_secret()
-        sqla.session.commit()
-        secret = settings.secret
+    app, secret = scenarios.bench_app(db.url, redis.url, receiver.base_url)
+    env = {**os.environ, "HOOKLINE_ENV": "testing", "FLASK_APP": "app", **scenarios.BENCH_CONFIG,
+           "DATABASE_URL": db.url, "REDIS_URL": redis.url}
     return scenarios.Context(app=app, redis=redis, receiver=receiver, database=db, worker_env=env,
                              secret=secret, logdir=workdir / "logs", calls=calls)
 

@@ -20,36 +20,8 @@ from pathlib import Path
 
 import redis
 
-from bench.scenarios import call_events
+from bench.scenarios import BENCH_CONFIG, aim, bench_app, call_events
 from bench.services import ArrivalLog, Database, box_cpu_seconds, cpu_seconds, rss_mb
-
-BENCH_CONFIG = {"SECRET_KEY": "bench-secret-key", "HOOKLINE_ALLOWED_NETWORKS": "127.0.0.0/8"}
-
-
-def configure(app, receiver_url: str) -> None:
-    """The tables, and the integration switched on for every event type (as bench.__main__.make_context)."""
-    from events import EVENT_TYPES
-    from models import db
-    from models.settings import get_settings
-    from tasks.signing import generate_secret
-
-    with app.app_context():
-        db.create_all()
-        settings = get_settings()
-        settings.enabled, settings.events = True, list(EVENT_TYPES)
-        settings.url, settings.headers = receiver_url + "/unused", [["X-Api-Key", "sk_bench_0123456789"]]
-        settings.secret = generate_secret()
-        db.session.commit()
-
-
-def point(app, url: str) -> None:
-    """Send to ``url`` from now on."""
-    from models import db
-    from models.settings import get_settings
-
-    with app.app_context():
-        get_settings().url = url
-        db.session.commit()
 
 
 def publish_all(app, events) -> list[str]:
@@ -63,11 +35,11 @@ def measure(app, worker, args: dict) -> dict:
     """Warm the worker up, then time M events from the first publish to the last arrival."""
     arrivals, tag, m = ArrivalLog(args["receiver_logdir"]), args["tag"], args["events"]
     warmup = f"/baseline/{tag}/warmup"
-    point(app, args["receiver_url"] + warmup)
+    aim(app, args["receiver_url"] + warmup)
     publish_all(app, call_events(10, 1, 10**6))
     arrivals.wait_for(warmup, 10, 60)
     path = f"/baseline/{tag}/run"
-    point(app, args["receiver_url"] + path)
+    aim(app, args["receiver_url"] + path)
     events = call_events(m, args["calls"], 2 * 10**6)
     receiver = args["receiver_pids"]
     box, rx, own = box_cpu_seconds(), sum(map(cpu_seconds, receiver)), cpu_seconds(worker.pid)
@@ -90,12 +62,9 @@ def main(args: dict) -> dict:
     os.environ["HOOKLINE_ENV"] = "testing"
     redis.Redis.from_url(args["redis_url"]).flushdb()  # no job left by the other tree's run
     database = Database(Path(args["workdir"]), args["database_url"], name=args["tag"])
-    from app import create_app
-
-    app = create_app({"SQLALCHEMY_DATABASE_URI": database.url, "REDIS_URL": args["redis_url"], **BENCH_CONFIG})
-    worker = None
+    app, worker = None, None
     try:
-        configure(app, args["receiver_url"])
+        app, _ = bench_app(database.url, args["redis_url"], args["receiver_url"])
         env = {**os.environ, **BENCH_CONFIG, "DATABASE_URL": database.url, "REDIS_URL": args["redis_url"],
                "PYTHONPATH": tree}
         with open(Path(args["workdir"]) / f"{args['tag']}-worker.log", "w") as log:
@@ -106,10 +75,11 @@ def main(args: dict) -> dict:
         if worker is not None:
             worker.terminate()
             worker.wait(10)
-        from models import db
+        if app is not None:
+            from models import db
 
-        with app.app_context():
-            db.engine.dispose()
+            with app.app_context():
+                db.engine.dispose()
         database.close()
 
 

@@ -146,15 +146,47 @@ def naive(ctx: Context, k: int, n: int) -> dict:
 # -- 3 and 6. Hookline end to end -----------------------------------------------
 
 
-def point_integration(ctx: Context, path: str) -> None:
-    """Aim the integration at ``path`` on the receiver (workers read it at send time)."""
+#: The settings every bench app and worker runs with (the workers get them as env).
+BENCH_CONFIG = {"SECRET_KEY": "bench-secret-key", "HOOKLINE_ALLOWED_NETWORKS": "127.0.0.0/8"}
+
+
+def bench_app(database_url: str, redis_url: str, receiver_url: str):
+    """An app on ``database_url`` with its tables and the integration on for every event type; (app, secret).
+
+    Imports the app where it is called: bench/baseline_child.py calls this
+    after putting another tree first on sys.path.
+    """
+    from app import create_app
+    from events import EVENT_TYPES
+    from models import db
+    from models.settings import get_settings
+    from tasks.signing import generate_secret
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": redis_url, **BENCH_CONFIG})
+    with app.app_context():
+        db.create_all()
+        settings = get_settings()
+        settings.enabled, settings.events = True, list(EVENT_TYPES)
+        settings.url = receiver_url + "/unused"
+        settings.headers = [["X-Api-Key", "sk_bench_0123456789"]]
+        settings.secret = generate_secret()
+        db.session.commit()
+        return app, settings.secret
+
+
+def aim(app, url: str) -> None:
+    """Send to ``url`` from now on (workers read the settings at send time)."""
     from models import db
     from models.settings import get_settings
 
-    with ctx.app.app_context():
-        settings = get_settings()
-        settings.url = ctx.receiver.base_url + path
+    with app.app_context():
+        get_settings().url = url
         db.session.commit()
+
+
+def point_integration(ctx: Context, path: str) -> None:
+    """Aim the integration at ``path`` on the receiver."""
+    aim(ctx.app, ctx.receiver.base_url + path)
 
 
 def start_workers(ctx: Context, k: int) -> Workers:

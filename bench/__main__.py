@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import baseline, logpage, paced, peers, report, scaling, scenarios
+from bench import baseline, harness, logpage, paced, peers, report, scaling, scenarios
 from bench.services import Database, Receiver, RedisServer, box_cpu_seconds
 
 
@@ -75,10 +75,10 @@ def measured(scenario, *args) -> dict:
 
 def make_context(db: Database, redis: RedisServer, receiver: Receiver, workdir: Path, calls: int):
     """The app the bench publishes with, on ``db``, and the env its workers get."""
-    app, secret = scenarios.bench_app(db.url, redis.url, receiver.base_url)
-    env = {**os.environ, "HOOKLINE_ENV": "testing", "FLASK_APP": "app", **scenarios.BENCH_CONFIG,
+    app, secret = harness.bench_app(db.url, redis.url, receiver.base_url)
+    env = {**os.environ, "HOOKLINE_ENV": "testing", "FLASK_APP": "app", **harness.BENCH_CONFIG,
            "DATABASE_URL": db.url, "REDIS_URL": redis.url}
-    return scenarios.Context(app=app, redis=redis, receiver=receiver, database=db, worker_env=env,
+    return harness.Context(app=app, redis=redis, receiver=receiver, database=db, worker_env=env,
                              secret=secret, logdir=workdir / "logs", calls=calls)
 
 
@@ -93,7 +93,7 @@ def run_round(ctxs: dict, free, args, results: dict, concurrency: int, r: int) -
         results["celery"].setdefault("threads", []).append(measured(peers.celery, free, "threads", 8, args.events))
     for kind, ctx in ctxs.items() if 3 in args.lines else ():
         say(f"[{kind}] Hookline, 1 worker, {args.events} events, one publish_event per event")
-        workers = scenarios.start_workers(ctx, 1)
+        workers = harness.start_workers(ctx, 1)
         try:
             results["databases"][kind].setdefault("hookline", {}).setdefault("k1", []).append(
                 # Its own receiver path each round: arrivals are counted per path.
@@ -107,7 +107,7 @@ def run_round(ctxs: dict, free, args, results: dict, concurrency: int, r: int) -
                 measured(scenarios.drain_only, ctx, 1, args.events, calls))
 
 
-def run_database(ctx: scenarios.Context, args, out: dict) -> None:
+def run_database(ctx: harness.Context, args, out: dict) -> None:
     """The lines run once on one database: drain only, 2 workers, latency (3b-5), then scaling (6)."""
     config = ctx.app.config
     out["config"] = {k: config[k] for k in sorted(config) if k.startswith("HOOKLINE_") and "SECRET" not in k}
@@ -119,7 +119,7 @@ def run_database(ctx: scenarios.Context, args, out: dict) -> None:
         say(f"[{ctx.database.kind}] drain only: {m} events of 200 calls waiting, then 2 workers start")
         out.setdefault("drain_only", {})["k2-c200"] = measured(scenarios.drain_only, ctx, 2, m, 200)
     if args.lines & {3, 4, 5}:
-        workers = scenarios.start_workers(ctx, 2)
+        workers = harness.start_workers(ctx, 2)
         try:
             run_two_workers(ctx, workers, args, out)
         finally:
@@ -132,7 +132,7 @@ def run_database(ctx: scenarios.Context, args, out: dict) -> None:
         out["scaling"] = measured(scaling.run, ctx, args.rows, args.scale_events, args.scale, say)
 
 
-def run_two_workers(ctx: scenarios.Context, workers, args, out: dict) -> None:
+def run_two_workers(ctx: harness.Context, workers, args, out: dict) -> None:
     """Line 3 with 2 workers (one and P publishing threads), and the paced lines 4-5."""
     m = args.events
     if 3 in args.lines:
@@ -244,11 +244,11 @@ def main(argv=None) -> int:
     return 0
 
 
-def ctx_free(redis, receiver, workdir, args) -> scenarios.Context:
+def ctx_free(redis, receiver, workdir, args) -> harness.Context:
     """A context for the lines that use no database (ceiling, naive)."""
     from tasks.signing import generate_secret
 
-    return scenarios.Context(app=None, redis=redis, receiver=receiver, database=None,
+    return harness.Context(app=None, redis=redis, receiver=receiver, database=None,
                              worker_env=dict(os.environ), secret=generate_secret(), logdir=workdir / "logs", calls=args.calls)
 
 

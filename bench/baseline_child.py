@@ -2,10 +2,10 @@
 
 Run as ``python -m bench.baseline_child '<json>'`` from the repository's
 root by bench/baseline.py. Both trees have top-level ``app``, ``tasks`` and
-``models``: the harness's own modules (bench.services, bench.scenarios,
+``models``: the harness's own modules (bench.services, bench.harness,
 none of which imports the app at import time) are loaded first, from this
 tree; then the measured tree goes first on sys.path, so every app module
-imported afterwards (the publish, the worker's, and scenarios.call_events'
+imported afterwards (the publish, the worker's, and harness.call_events'
 call generator) is that tree's. The scenario is line 3's: a warm worker
 started from the tree, M events of C calls published one ``publish_event``
 at a time in this process, timed until the receiver has the last one.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-from bench.scenarios import BENCH_CONFIG, aim, bench_app, call_events
+from bench.harness import BENCH_CONFIG, aim, bench_app, call_events
 from bench.services import ArrivalLog, Database, box_cpu_seconds, cpu_seconds, rss_mb
 
 

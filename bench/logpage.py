@@ -30,7 +30,8 @@ import time
 import requests
 from sqlalchemy import DateTime, String, case, cast, func, insert, literal, select
 
-from bench.scenarios import FAKE_SIGNATURE, ceiling_body, summary_ms
+from bench.harness import summary_ms
+from bench.scenarios import FAKE_SIGNATURE, ceiling_body
 from bench.services import ROOT, Database, free_port, stop, wait_until
 
 PAGES = {"log": "/settings/integrations/webhook/deliveries", "settings": "/settings/integrations/webhook"}

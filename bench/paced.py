@@ -1,6 +1,6 @@
 """Lines 4 and 5: publishing at a steady rate (latency, publish cost) and the commit reference.
 
-The same :class:`bench.scenarios.Context` as every scenario; these time
+The same :class:`bench.harness.Context` as every scenario; these time
 single operations, not throughput: each publish, each arrival, and "one
 Redis round trip + one database commit" as the yardstick beside them.
 """
@@ -9,7 +9,7 @@ import time
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, update
 
-from bench.scenarios import Context, call_events, point_integration, summary_ms
+from bench.harness import Context, call_events, point_integration, summary_ms
 from bench.services import Workers
 
 

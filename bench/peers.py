@@ -38,7 +38,7 @@ def celery(ctx, pool: str, concurrency: int, n: int) -> dict:
     from bench.celery_peer import app as celery_app
     from tasks.publish import envelope_body
 
-    from bench.scenarios import call_events
+    from bench.harness import call_events
 
     path = f"/celery-{pool}-{ctx.next_calls(1)}"
     url = ctx.receiver.base_url + path

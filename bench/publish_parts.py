@@ -27,7 +27,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bench import scenarios
+from bench import harness
 from bench.services import Database, RedisServer, cpu_seconds
 
 #: Each variant: what is run on its fresh database before it publishes.
@@ -75,12 +75,12 @@ def publish_blocks(name, database_url, redis_url, args, turns, figures, failures
     from tasks.publish import publish_event
 
     try:
-        app, _ = scenarios.bench_app(database_url, redis_url, "http://127.0.0.1:9")
+        app, _ = harness.bench_app(database_url, redis_url, "http://127.0.0.1:9")
         with app.app_context():
             for statement in VARIANTS[name]:
                 db.session.execute(text(statement))
             db.session.commit()
-            events = scenarios.call_events(args.block * (args.rounds + 1), 50, 1_000)
+            events = harness.call_events(args.block * (args.rounds + 1), 50, 1_000)
             for event_type, payload in events[:args.block]:
                 publish_event(event_type, payload)
             backend = publish_pg._connections.current().connection.info.backend_pid

@@ -20,10 +20,10 @@ import time
 
 from sqlalchemy import func, select, text
 
-from bench import logpage, scenarios
+from bench import harness, logpage, scenarios
 
 
-def seed(ctx: scenarios.Context, rows: int) -> dict:
+def seed(ctx: harness.Context, rows: int) -> dict:
     """Put ``rows`` delivered deliveries (with events, attempts and roll-ups) into the bench's database."""
     from models import db
     from tasks.rollups import rebuild
@@ -57,7 +57,7 @@ _INDEX_SIZES = text(
     "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes WHERE relname = 'deliveries'")
 
 
-def table_stats(ctx: scenarios.Context) -> dict:
+def table_stats(ctx: harness.Context) -> dict:
     """PostgreSQL: each hot table's row and update counts and sizes, and each deliveries index's size (else {})."""
     from models import db
 
@@ -75,7 +75,7 @@ def table_stats(ctx: scenarios.Context) -> dict:
     return {"tables": tables, "deliveries_indexes": indexes}
 
 
-def database_cpu(ctx: scenarios.Context) -> float:
+def database_cpu(ctx: harness.Context) -> float:
     """PostgreSQL on this machine: CPU seconds so far of the server processes serving the bench's database (else 0).
 
     The workers keep their connections for the whole line, so the
@@ -114,7 +114,7 @@ def _timed(ctx, workers, m: int, tag: str) -> dict:
 ROUNDS = 3
 
 
-def run(ctx: scenarios.Context, rows: int, m: int, factor: int, say) -> dict:
+def run(ctx: harness.Context, rows: int, m: int, factor: int, say) -> dict:
     """Seed the database, then time M and F×M events on 2 workers in ROUNDS interleaved rounds."""
     kind = ctx.database.kind
     say(f"[{kind}] scaling: seeding {rows:,} delivered deliveries (events, attempts, roll-ups)")
@@ -122,7 +122,7 @@ def run(ctx: scenarios.Context, rows: int, m: int, factor: int, say) -> dict:
     say(f"[{kind}] scaling: {seeded['deliveries']:,} deliveries in the database "
         f"({seeded['insert_seconds']:.0f} s insert, {seeded['rollup_and_vacuum_seconds']:.0f} s roll-ups"
         + (", VACUUM ANALYZE, CHECKPOINT" if kind == "postgresql" else "") + ")")
-    workers = scenarios.start_workers(ctx, 2)
+    workers = harness.start_workers(ctx, 2)
     smalls, larges = [], []
     try:
         before = table_stats(ctx)

@@ -73,15 +73,6 @@ def measured(scenario, *args) -> dict:
     return out
 
 
-def make_context(db: Database, redis: RedisServer, receiver: Receiver, workdir: Path, calls: int):
-    """The app the bench publishes with, on ``db``, and the env its workers get."""
-    app, secret = harness.bench_app(db.url, redis.url, receiver.base_url)
-    env = {**os.environ, "HOOKLINE_ENV": "testing", "FLASK_APP": "app", **harness.BENCH_CONFIG,
-           "DATABASE_URL": db.url, "REDIS_URL": redis.url}
-    return harness.Context(app=app, redis=redis, receiver=receiver, database=db, worker_env=env,
-                             secret=secret, logdir=workdir / "logs", calls=calls)
-
-
 def run_round(ctxs: dict, free, args, results: dict, concurrency: int, r: int) -> None:
     """One interleaved round of the like-for-like lines: ceiling, Celery threads, Hookline 1 worker, drain only 1 worker."""
     for k in (1, 2) if 1 in args.lines else ():
@@ -192,7 +183,7 @@ def main(argv=None) -> int:
                 if args.lines & {3, 4, 5, 6}:
                     db = Database(workdir, url)
                     databases.append(db)
-                    ctxs[kind] = make_context(db, redis, receiver, workdir, args.calls)
+                    ctxs[kind] = harness.make_context(db, redis, receiver, workdir, args.calls)
             # The like-for-like lines in interleaved rounds: the box's slow spells fall on all alike.
             for r in range(args.rounds if args.lines & {1, 2, 3} else 0):
                 say(f"round {r + 1} of {args.rounds}")

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from bench import harness
-from bench.__main__ import make_context
 from bench.services import CLOCK_TICKS, Database, Receiver, RedisServer, box_cpu_seconds, cpu_seconds
 
 
@@ -106,7 +105,7 @@ def main(argv=None) -> None:
         database = Database(workdir, args.database_url)
         workers = None
         try:
-            ctx = make_context(database, redis, receiver, workdir, args.calls)
+            ctx = harness.make_context(database, redis, receiver, workdir, args.calls)
             workers = harness.start_workers(ctx, 1)
             out = measure(ctx, workers, args.events, args.calls)
         finally:

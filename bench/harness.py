@@ -8,9 +8,11 @@ public ``standardwebhooks`` package, each call's events in order).
 """
 
 import base64
+import os
 import random
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import func, select
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -97,6 +99,15 @@ def bench_app(database_url: str, redis_url: str, receiver_url: str):
         settings.secret = generate_secret()
         db.session.commit()
         return app, settings.secret
+
+
+def make_context(db: Database, redis: RedisServer, receiver: Receiver, workdir: Path, calls: int):
+    """The app the bench publishes with, on ``db``, and the env its workers get."""
+    app, secret = bench_app(db.url, redis.url, receiver.base_url)
+    env = {**os.environ, "HOOKLINE_ENV": "testing", "FLASK_APP": "app", **BENCH_CONFIG,
+           "DATABASE_URL": db.url, "REDIS_URL": redis.url}
+    return Context(app=app, redis=redis, receiver=receiver, database=db, worker_env=env,
+                   secret=secret, logdir=workdir / "logs", calls=calls)
 
 
 def aim(app, url: str) -> None:

@@ -62,7 +62,7 @@ def server_role(title: str, pid: int, publisher_backend: int, database: str) -> 
 
 def measure(ctx, workers, m: int, calls: int) -> dict:
     """Run line 3's scenario once; each process's (or group's) CPU seconds, and the rates."""
-    from tasks import publish_event, publish_pg
+    from tasks import publish_event
 
     path = f"{ctx.prefix}/cpu-split"
     harness.point_integration(ctx, path)
@@ -70,7 +70,7 @@ def measure(ctx, workers, m: int, calls: int) -> dict:
     with ctx.app.app_context():
         publish_event(*events[0])  # opens the publishing thread's own connection
         ctx.receiver.wait_for(path, 1, timeout=30)
-        publisher_backend = publish_pg._connections.current().connection.info.backend_pid
+        publisher_backend = harness.publisher_backend_pid()
         servers = server_processes()
 
         def readings():
@@ -85,7 +85,7 @@ def measure(ctx, workers, m: int, calls: int) -> dict:
         published = time.time()
         ctx.receiver.wait_for(path, m + 1, timeout=max(60, m / 100))
         ended, after = time.time(), readings()
-        publish_pg._connections.forget()
+        harness.close_publisher_connection()
     spent = {key: after[key] - before[key] for key in before}
     rows = {"the publishing process": spent.pop("publisher"), "the worker": spent.pop("worker"),
             "redis": spent.pop("redis"), "kernel interrupts": spent.pop("interrupts")}

@@ -110,6 +110,20 @@ def make_context(db: Database, redis: RedisServer, receiver: Receiver, workdir: 
                    secret=secret, logdir=workdir / "logs", calls=calls)
 
 
+def publisher_backend_pid() -> int:
+    """PostgreSQL: the server process of this thread's publishing connection (open after its first publish)."""
+    from tasks import publish_pg
+
+    return publish_pg._connections.current().connection.info.backend_pid
+
+
+def close_publisher_connection() -> None:
+    """Close this thread's publishing connection, so that its database can be dropped."""
+    from tasks import publish_pg
+
+    publish_pg._connections.forget()
+
+
 def aim(app, url: str) -> None:
     """Send to ``url`` from now on (workers read the settings at send time)."""
     from models import db

@@ -71,7 +71,6 @@ class Turns:
 def publish_blocks(name, database_url, redis_url, args, turns, figures, failures) -> None:
     """A variant's thread: set up, publish a warm-up block, then one block per turn (figures[name])."""
     from models import db
-    from tasks import publish_pg
     from tasks.publish import publish_event
 
     try:
@@ -83,7 +82,7 @@ def publish_blocks(name, database_url, redis_url, args, turns, figures, failures
             events = harness.call_events(args.block * (args.rounds + 1), 50, 1_000)
             for event_type, payload in events[:args.block]:
                 publish_event(event_type, payload)
-            backend = publish_pg._connections.current().connection.info.backend_pid
+            backend = harness.publisher_backend_pid()
     except Exception as exc:  # reported by the main thread; the variant is left out
         failures[name] = exc
         turns.done.release()
@@ -103,7 +102,7 @@ def publish_blocks(name, database_url, redis_url, args, turns, figures, failures
                 failures[name] = exc
             finally:
                 turns.done.release()
-        publish_pg._connections.forget()
+        harness.close_publisher_connection()
         db.engine.dispose()
 
 

@@ -123,8 +123,8 @@ def refusal(settings, event_type: str, is_test: bool) -> str | None:
     return None
 
 
-def wants_sql(dialect: str) -> str:
-    """:func:`keeps` as an SQL condition on the settings row, for ``:event_type``.
+def wants_sql(dialect: str, event_type: str = ":event_type") -> str:
+    """:func:`keeps` as an SQL condition on the settings row, for the SQL expression ``event_type``.
 
     Publish puts it in the event's INSERT ... SELECT, so the check and the
     write are one statement and never disagree with a save committed in
@@ -134,9 +134,9 @@ def wants_sql(dialect: str) -> str:
     JSON null instead of an error.
     """
     if dialect == "postgresql":
-        subscribed = "s.events::jsonb @> jsonb_build_array(CAST(:event_type AS text))"
+        subscribed = f"s.events::jsonb @> jsonb_build_array(CAST({event_type} AS text))"
     else:
-        subscribed = "EXISTS (SELECT 1 FROM json_each(s.events) WHERE json_each.value = :event_type)"
+        subscribed = f"EXISTS (SELECT 1 FROM json_each(s.events) WHERE json_each.value = {event_type})"
     return (
         f"EXISTS (SELECT 1 FROM webhook_settings AS s WHERE s.id = {SETTINGS_ID}"
         f" AND (s.enabled OR s.disabled_reason IS NOT NULL) AND s.url <> '' AND {subscribed})"

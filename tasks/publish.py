@@ -192,7 +192,8 @@ def publish_events(events) -> list[str | None]:
     joined = session.in_transaction()
     try:
         conn = session.connection()
-        ids = [event["id"] if publish_sql.insert_new(conn, event) else None for event in rows]
+        written = publish_sql.insert_batch(conn, rows)
+        ids = [event["id"] if event["id"] in written else None for event in rows]
         if not joined:
             session.commit()
     except BaseException:

@@ -6,11 +6,13 @@ import pytest
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
+from cli.devtools import call_lifecycle
 from events import EVENT_TYPES, InvalidEvent, example_envelope
 from models import db
 from models.events import Delivery, Event
 from models.settings import get_settings
 from tasks import publish_events
+from tasks.autodisable import after_gone
 
 
 @pytest.fixture
@@ -87,6 +89,45 @@ def test_a_bad_event_names_its_index_and_field_and_nothing_of_the_batch_is_writt
     assert caught.value.field == "[3].payload.call.id"
     assert counts(app) == (0, 0)
 
+
+
+def test_a_full_batch_of_interleaved_calls_keeps_the_array_order_in_the_log_and_on_the_wire(
+        app, integration, receiver, start_worker):
+    # 100 events: 20 calls of five, interleaved as an engine handling them at once
+    # would send them; every call's events must arrive in array order.
+    calls = [call_lifecycle(700 + c, "outbound", 1) for c in range(20)]
+    items = [call[i] for i in range(5) for call in calls]
+    with app.app_context():
+        ids = publish_events(items)
+        rows = db.session.execute(select(Event.id, Delivery.id, Delivery.status, Delivery.call_id)
+                                  .join(Delivery, Delivery.event_seq == Event.seq).order_by(Event.seq)).all()
+    assert [row[0] for row in rows] == ids  # the log's order is the array's
+    assert [row[1] for row in rows] == sorted(row[1] for row in rows)  # and the deliveries' too
+    assert {row[2] for row in rows} == {"pending"}
+    assert [row[3] for row in rows] == [str(700 + n % 20) for n in range(100)]
+    start_worker()
+    got = receiver.wait_for(100)
+    assert sorted(r.headers["webhook-id"] for r in got) == sorted(ids)
+    by_id = {r.headers["webhook-id"]: r for r in got}
+    for c in range(20):
+        arrived = sorted(ids[c::20], key=lambda i: got.index(by_id[i]))
+        assert arrived == ids[c::20]
+
+
+def test_a_batch_is_held_while_hookline_switched_the_integration_off(app, integration):
+    with app.app_context():
+        settings = get_settings()
+        after_gone(settings, settings.url)
+        db.session.commit()
+        ids = publish_events(lifecycle())
+        statuses = db.session.scalars(select(Delivery.status).order_by(Delivery.id)).all()
+    assert all(ids) and statuses == ["held"] * 6
+    with app.app_context():
+        settings = get_settings()
+        settings.enabled, settings.disabled_reason = False, None  # switched off by an admin
+        db.session.commit()
+        assert publish_events(lifecycle()) == [None] * 6
+    assert counts(app) == (6, 6)
 
 @pytest.mark.parametrize("size, words", [(0, "at least one"), (101, "at most 100")])
 def test_batch_size_is_bounded(app, integration, size, words):

@@ -9,6 +9,7 @@ tasks.publish_sqlite run them on the publishing thread's own connection.
 import functools
 
 from sqlalchemy import TextClause, bindparam, insert, literal_column, or_, select, text
+from sqlalchemy.exc import DBAPIError
 
 from models.events import Delivery, Event, is_open
 from models.settings import NEW_STATUS_SQL, wants_sql
@@ -132,13 +133,32 @@ def _insert_batch(dialect) -> TextClause:
 def insert_batch(conn, rows: list[dict]) -> set[str]:
     """INSERT events (rows of ``_EVENT_COLUMNS``) and their deliveries on ``conn``, in its transaction and list order; the ids of those wanted.
 
-    PostgreSQL: one statement for the whole batch (_insert_batch). SQLite:
-    insert_new for each, which costs no round trip there.
+    PostgreSQL: one statement for the whole batch (_insert_batch). SQLite,
+    which has no round trip to save: the two INSERTs of each event on the
+    driver's cursor, their parameters built before the first takes the
+    write lock (as publish_sqlite's).
     """
     if conn.dialect.name == "postgresql":
         arrays = {column: [row[column] for row in rows] for column in _EVENT_COLUMNS}
         return set(conn.execute(_insert_batch(conn.dialect), arrays).scalars())
-    return {row["id"] for row in rows if insert_new(conn, row)}
+    insert_event, insert_delivery = _sqlite_plans(conn.dialect)
+    values = [(row["id"], insert_event.parameters(row),
+               insert_delivery.parameters({**delivery_of(row), "event_seq": None})) for row in rows]
+    dbapi, written, statement = conn.dialect.dbapi, set(), None
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        for event_id, event_values, delivery_values in values:
+            statement = insert_event.sql
+            seq = cursor.execute(statement, event_values).fetchone()
+            if seq is not None:
+                statement, delivery_values[0] = insert_delivery.sql, seq[0]
+                cursor.execute(statement, delivery_values)
+                written.add(event_id)
+    except dbapi.Error as exc:  # the SQLAlchemy error the rest of the app would raise
+        raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
+    return written
 
 
 @functools.cache

@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from standardwebhooks import Webhook
 
 from cli.devtools import call_lifecycle
@@ -128,6 +129,30 @@ def test_a_batch_is_held_while_hookline_switched_the_integration_off(app, integr
         db.session.commit()
         assert publish_events(lifecycle()) == [None] * 6
     assert counts(app) == (6, 6)
+
+
+#: A database that refuses one row: a trigger on deliveries that fails for one call id.
+REFUSE_CALL_999 = {
+    "sqlite": ["CREATE TRIGGER refuse_999 BEFORE INSERT ON deliveries WHEN NEW.call_id = '999'"
+               " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"],
+    "postgresql": ["CREATE FUNCTION refuse_999() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                   " IF NEW.call_id = '999' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$",
+                   "CREATE TRIGGER refuse_999 BEFORE INSERT ON deliveries FOR EACH ROW EXECUTE FUNCTION refuse_999()"],
+}
+
+
+def test_a_database_error_inside_a_batch_raises_sqlalchemys_error_and_writes_nothing_of_it(app, integration):
+    items = [call_lifecycle(998, "outbound", 1)[0], call_lifecycle(999, "outbound", 1)[0],
+             call_lifecycle(1000, "outbound", 1)[0]]
+    with app.app_context():
+        for statement in REFUSE_CALL_999[db.engine.dialect.name]:
+            db.session.execute(text(statement))
+        db.session.commit()
+        with pytest.raises(DBAPIError, match="refused by the test"):
+            publish_events(items)
+        assert counts(app) == (0, 0)
+        assert all(publish_events([items[0], items[2]]))  # the session goes on
+    assert counts(app) == (2, 2)
 
 @pytest.mark.parametrize("size, words", [(0, "at least one"), (101, "at most 100")])
 def test_batch_size_is_bounded(app, integration, size, words):

@@ -109,6 +109,13 @@ def run_database(ctx: harness.Context, args, out: dict) -> None:
         # The 1-worker drain-only lines ran in the rounds (run_round).
         say(f"[{ctx.database.kind}] drain only: {m} events of 200 calls waiting, then 2 workers start")
         out.setdefault("drain_only", {})["k2-c200"] = measured(scenarios.drain_only, ctx, 2, m, 200)
+        say(f"[{ctx.database.kind}] Hookline, 1 worker, {m} events published 100 at a time (publish_events)")
+        workers = harness.start_workers(ctx, 1)
+        try:
+            out.setdefault("hookline", {})["k1_batch100"] = {"workers": 1, **measured(
+                scenarios.hookline, ctx, workers, 1, m, "", 1, 100)}
+        finally:
+            workers.close()
     if args.lines & {3, 4, 5}:
         workers = harness.start_workers(ctx, 2)
         try:

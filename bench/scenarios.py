@@ -125,17 +125,31 @@ def publish_concurrently(app, events: list[tuple[str, dict]], publishers: int) -
     return ids
 
 
+def publish_batches(app, events: list[tuple[str, dict]], size: int) -> list[str]:
+    """Publish ``events`` from one thread, ``size`` at a time with ``publish_events`` (the engine's batch API)."""
+    from tasks import publish_events
+
+    ids: list = []
+    with app.app_context():
+        for start in range(0, len(events), size):
+            ids += publish_events(events[start:start + size])
+    return ids
+
+
 def hookline(ctx: Context, workers: Workers, k: int, m: int, tag: str = "",
-             publishers: int = 1) -> dict:
-    """M events across C calls published from P threads, until the receiver has them all."""
-    path = f"{ctx.prefix}/hookline-k{k}-m{m}-p{publishers}{tag}"
+             publishers: int = 1, batch: int = 1) -> dict:
+    """M events across C calls published from P threads (or one thread, ``batch`` at a time), until the receiver has them all."""
+    path = f"{ctx.prefix}/hookline-k{k}-m{m}-p{publishers}-b{batch}{tag}"
     point_integration(ctx, path)
     events = call_events(m, ctx.calls, ctx.next_calls(ctx.calls))
     with ctx.app.app_context():
         before, jobs = last_delivery_id(), drain_jobs(ctx)
         rx_cpu, w_cpu, box = ctx.receiver.cpu(), workers.cpu(), box_cpu_seconds()
         started = time.time()
-        ids = publish_concurrently(ctx.app, events, publishers)
+        if batch > 1:
+            ids = publish_batches(ctx.app, events, batch)
+        else:
+            ids = publish_concurrently(ctx.app, events, publishers)
         published = time.time() - started
         arrivals = ctx.receiver.wait_for(path, m, timeout=max(60, m / 20))
         elapsed = max(at for at, _ in arrivals) - started
@@ -151,7 +165,7 @@ def hookline(ctx: Context, workers: Workers, k: int, m: int, tag: str = "",
     received = [event_id for _, event_id in ctx.receiver.arrivals[path]]
     verified, sampled = verify_samples(ctx, path)
     return {
-        "rate": m / elapsed, "events": m, "calls": ctx.calls, "publishers": publishers,
+        "rate": m / elapsed, "events": m, "calls": ctx.calls, "publishers": publishers, "batch": batch,
         "seconds": elapsed,
         "publish_seconds": published, "publish_rate": m / published,
         "received": len(received), "distinct": len(set(received)),

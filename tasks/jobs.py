@@ -18,8 +18,8 @@ from rq.serializers import JSONSerializer
 #: The one serializer of Hookline's queue, for the worker and every enqueue.
 SERIALIZER = JSONSerializer
 
-#: Dotted paths a Hookline worker runs: the drain and the engine's publish.
-ALLOWED_FUNCTIONS = frozenset({"tasks.drain.drain", "tasks.publish_event"})
+#: Dotted paths a Hookline worker runs: the drain and the engine's publish (one event or a batch).
+ALLOWED_FUNCTIONS = frozenset({"tasks.drain.drain", "tasks.publish_event", "tasks.publish_events"})
 
 
 class JobRefused(Exception):

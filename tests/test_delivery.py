@@ -174,6 +174,24 @@ def test_engine_enqueues_publish_by_dotted_path(app, integration, receiver, star
     verify(integration, request)
 
 
+
+def test_engine_enqueues_a_batch_by_dotted_path(app, integration, receiver, start_worker):
+    start_worker()
+    names = ("call_initiated", "call_ringing", "call_answered")
+    payloads = [example_envelope(name)["payload"] for name in names]
+    # JSON has no tuples: each event is a list, or a dict with the same keys.
+    job = Queue("hookline", connection=redis.Redis.from_url(app.config["REDIS_URL"]),
+                serializer=JSONSerializer).enqueue(
+        "tasks.publish_events", [[names[0], payloads[0], 1760084500], [names[1], payloads[1], 1760084501],
+                                 {"event_type": names[2], "payload": payloads[2], "timestamp_utc": 1760084502}])
+    got = receiver.wait_for(3)
+    assert [json.loads(r.body) for r in got] == [
+        {"event_type": name, "timestamp_utc": 1760084500 + n, "payload": payload, "is_test": False}
+        for n, (name, payload) in enumerate(zip(names, payloads))]
+    for request in got:
+        verify(integration, request)
+    assert [r.headers["webhook-id"] for r in got] == job.latest_result(timeout=10).return_value
+
 def test_unwanted_events_cost_no_row_and_no_job(app, integration, receiver):
     r = redis.Redis.from_url(app.config["REDIS_URL"])
     with app.app_context():

@@ -1,13 +1,12 @@
 """SQLite: wait for another connection's write lock in short sleeps, not SQLite's busy handler's.
 
 SQLite's busy handler (``busy_timeout``) sleeps 1, 2, 5, 10, 15 ms... between
-tries, while a publish or a drain's write holds the lock for well under a
-millisecond at a time. Python's ``sqlite3`` installs no other busy handler,
+tries, while a publish holds the lock for well under a millisecond and a
+drain's write for a few. Python's ``sqlite3`` installs no other busy handler,
 so the waiting is done here instead: the connection's busy timeout is off
 while it tries, a try that meets the lock has taken nothing, and the next
 comes after 50 µs, doubling to 0.15 ms, until the same overall timeout.
-The pauses stay short because the lock is usually held by a drain's write
-for a few milliseconds: a try lands at most one pause after the release,
+The pauses stay short: a try lands at most one pause after the release,
 and a longer last pause is time the publisher sleeps with the lock free.
 """
 

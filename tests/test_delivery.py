@@ -174,7 +174,6 @@ def test_engine_enqueues_publish_by_dotted_path(app, integration, receiver, star
     verify(integration, request)
 
 
-
 def test_engine_enqueues_a_batch_by_dotted_path(app, integration, receiver, start_worker):
     start_worker()
     names = ("call_initiated", "call_ringing", "call_answered")
@@ -191,6 +190,7 @@ def test_engine_enqueues_a_batch_by_dotted_path(app, integration, receiver, star
     for request in got:
         verify(integration, request)
     assert [r.headers["webhook-id"] for r in got] == job.latest_result(timeout=10).return_value
+
 
 def test_unwanted_events_cost_no_row_and_no_job(app, integration, receiver):
     r = redis.Redis.from_url(app.config["REDIS_URL"])

@@ -91,7 +91,6 @@ def test_a_bad_event_names_its_index_and_field_and_nothing_of_the_batch_is_writt
     assert counts(app) == (0, 0)
 
 
-
 def test_a_full_batch_of_interleaved_calls_keeps_the_array_order_in_the_log_and_on_the_wire(
         app, integration, receiver, start_worker):
     # 100 events: 20 calls of five, interleaved as an engine handling them at once
@@ -108,11 +107,11 @@ def test_a_full_batch_of_interleaved_calls_keeps_the_array_order_in_the_log_and_
     assert [row[3] for row in rows] == [str(700 + n % 20) for n in range(100)]
     start_worker()
     got = receiver.wait_for(100)
-    assert sorted(r.headers["webhook-id"] for r in got) == sorted(ids)
-    by_id = {r.headers["webhook-id"]: r for r in got}
+    sent = [r.headers["webhook-id"] for r in got]
+    assert sorted(sent) == sorted(ids)
     for c in range(20):
-        arrived = sorted(ids[c::20], key=lambda i: got.index(by_id[i]))
-        assert arrived == ids[c::20]
+        call = ids[c::20]
+        assert [i for i in sent if i in call] == call
 
 
 def test_a_batch_is_held_while_hookline_switched_the_integration_off(app, integration):
@@ -135,7 +134,7 @@ def test_a_batch_is_held_while_hookline_switched_the_integration_off(app, integr
 REFUSE_CALL_999 = {
     "sqlite": ["CREATE TRIGGER refuse_999 BEFORE INSERT ON deliveries WHEN NEW.call_id = '999'"
                " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"],
-    "postgresql": ["CREATE FUNCTION refuse_999() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    "postgresql": ["CREATE OR REPLACE FUNCTION refuse_999() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
                    " IF NEW.call_id = '999' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$",
                    "CREATE TRIGGER refuse_999 BEFORE INSERT ON deliveries FOR EACH ROW EXECUTE FUNCTION refuse_999()"],
 }
@@ -153,6 +152,7 @@ def test_a_database_error_inside_a_batch_raises_sqlalchemys_error_and_writes_not
         assert counts(app) == (0, 0)
         assert all(publish_events([items[0], items[2]]))  # the session goes on
     assert counts(app) == (2, 2)
+
 
 @pytest.mark.parametrize("size, words", [(0, "at least one"), (101, "at most 100")])
 def test_batch_size_is_bounded(app, integration, size, words):

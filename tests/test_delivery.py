@@ -18,7 +18,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from config import load_config
 from events import EVENT_TYPES, example_envelope
 from models import db
-from models.events import Attempt, Delivery, Event
+from models.events import Delivery, Event
 from models.settings import get_settings
 from tasks import publish_event
 from tasks.queue import flush_rings

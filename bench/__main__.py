@@ -247,7 +247,8 @@ def ctx_free(redis, receiver, workdir, args) -> harness.Context:
     from tasks.signing import generate_secret
 
     return harness.Context(app=None, redis=redis, receiver=receiver, database=None,
-                           worker_env=dict(os.environ), secret=generate_secret(), logdir=workdir / "logs", calls=args.calls)
+                           worker_env=dict(os.environ), secret=generate_secret(), logdir=workdir / "logs",
+                           calls=args.calls)
 
 
 if __name__ == "__main__":

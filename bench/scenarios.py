@@ -138,7 +138,10 @@ def publish_batches(app, events: list[tuple[str, dict]], size: int) -> list[str]
 
 def hookline(ctx: Context, workers: Workers, k: int, m: int, tag: str = "",
              publishers: int = 1, batch: int = 1) -> dict:
-    """M events across C calls published from P threads (or one thread, ``batch`` at a time), until the receiver has them all."""
+    """M events across C calls published from P threads, until the receiver has them all.
+
+    With ``batch`` > 1: from one thread, ``batch`` at a time (publish_batches).
+    """
     path = f"{ctx.prefix}/hookline-k{k}-m{m}-p{publishers}-b{batch}{tag}"
     point_integration(ctx, path)
     events = call_events(m, ctx.calls, ctx.next_calls(ctx.calls))

@@ -112,9 +112,10 @@ def _insert_batch(dialect) -> TextClause:
     Its parameters are one array per event column, the events in list
     order; they go in in that order (``ORDER BY`` their position, then the
     deliveries by the events' seq), so a call's events keep their order.
-    One statement, not one per event: a batch's round trips and executor
-    start-ups are what made it cost as much as separate publishes. The
-    deliveries' ``head`` goes in unknown (NULL), as insert_new's do.
+    One statement, not one per event: each statement costs a round trip
+    and an executor start-up, which made a batch cost as much as separate
+    publishes. The deliveries' ``head`` goes in unknown (NULL), as
+    insert_new's do.
     """
     events = Event.__table__
     arrays = ", ".join(f"CAST(:{c} AS {events.c[c].type.compile(dialect=dialect)}[])" for c in _EVENT_COLUMNS)
@@ -131,7 +132,9 @@ def _insert_batch(dialect) -> TextClause:
 
 
 def insert_batch(conn, rows: list[dict]) -> set[str]:
-    """INSERT events (rows of ``_EVENT_COLUMNS``) and their deliveries on ``conn``, in its transaction and list order; the ids of those wanted.
+    """INSERT events (rows of ``_EVENT_COLUMNS``) and their deliveries on ``conn``; the ids of those wanted.
+
+    In ``conn``'s transaction, in list order (a call's events keep theirs).
 
     PostgreSQL: one statement for the whole batch (_insert_batch). SQLite,
     which has no round trip to save: the two INSERTs of each event on the

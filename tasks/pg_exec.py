@@ -53,7 +53,10 @@ class Statements:
         self.names = {}
 
     def run(self, sql: str, values: dict) -> int:
-        """Run ``sql`` (psycopg's named placeholders) with ``values``; return how many rows it returned.
+        """Run ``sql`` (psycopg's named placeholders) with ``values``; return its command's row count.
+
+        The count the server's command tag gives: the rows an INSERT wrote
+        (with RETURNING or without), or those a SELECT returned.
 
         Raises psycopg's error, as its cursor would: the server's, or
         OperationalError when the connection is gone (``connection.closed``
@@ -73,7 +76,7 @@ class Statements:
             self.names[key] = name
         result = pgconn.exec_prepared(name, params, tx.formats)
         _check(pgconn, result, self.encoding)
-        return result.ntuples
+        return result.command_tuples or 0
 
 
 def _check(pgconn, result, encoding: str) -> None:

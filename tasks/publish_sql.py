@@ -85,7 +85,9 @@ def _insert_both(waiting: bool = False):
     written as _waiting_behind says: only for a statement committed on its
     own, so that the row lock it may take is held for no longer than that
     (a drain's promote waits for it); in a caller's transaction the row
-    goes in unknown (NULL), as before.
+    goes in unknown (NULL), as before. No RETURNING: the command's row
+    count says whether the event was wanted, and a returned row costs the
+    server and the client a row description and a data row per publish.
     """
     deliveries = Delivery.__table__
     new_event = _insert_event("postgresql").cte("new_event")
@@ -96,7 +98,8 @@ def _insert_both(waiting: bool = False):
     if waiting:
         columns.append("head")
         selected.append(_waiting_behind(deliveries, by_name["call_id"], by_name["created_at"]))
-    return insert(deliveries).from_select(columns, select(*selected)).returning(deliveries.c.id)
+    # preserve_rowcount: SQLAlchemy keeps an INSERT's count only when asked (insert_new reads it).
+    return insert(deliveries).from_select(columns, select(*selected)).execution_options(preserve_rowcount=True)
 
 
 @functools.cache
@@ -190,7 +193,7 @@ def insert_new_alone(engine, event: dict, wait_for_flush: bool) -> bool:
 def insert_new(conn, event: dict) -> bool:
     """INSERT a new event and its delivery (delivery_of) on ``conn``, in its transaction (both or neither); True if wanted."""
     if conn.dialect.name == "postgresql":
-        return conn.execute(_insert_both(), event).scalar() is not None
+        return conn.execute(_insert_both(), event).rowcount > 0
     seq = conn.execute(_insert_event(conn.dialect.name), event).scalar()
     if seq is not None:
         conn.execute(_INSERT_DELIVERY, {**delivery_of(event), "event_seq": seq})

@@ -46,7 +46,7 @@ _FLUSH_SETTING = {True: "RESET synchronous_commit", False: "SET synchronous_comm
 
 
 def _run(engine, statement: str, values: dict, wait_for_flush: bool) -> bool:
-    """Run the publish statement on this thread's connection; True if it returned a row."""
+    """Run the publish statement on this thread's connection; True if it wrote a row (the event was wanted)."""
     kept = _connections.get(engine)
     cursor = kept.cursor
     if kept.settings != wait_for_flush:

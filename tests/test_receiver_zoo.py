@@ -149,6 +149,9 @@ class Zoo:
         self.connections, self.answered, self.resumed, self.sent = 0, [], [], 0
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.listener = socket.create_server((host, 0), family=family, backlog=0 if not accept else 64)
+        # Set here, not in _serve: a test that ends at once may close the
+        # listener before that thread first runs.
+        self.listener.settimeout(0.2)
         self.host, self.stop = host, threading.Event()
         if accept:
             threading.Thread(target=self._serve, daemon=True).start()
@@ -162,7 +165,6 @@ class Zoo:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
 
     def _serve(self):
-        self.listener.settimeout(0.2)
         while not self.stop.is_set():
             try:
                 conn, _ = self.listener.accept()

@@ -72,14 +72,15 @@ def build_lines(r: dict) -> list[Line]:
             ratio_c, ratio_n = _ratio(data["rate"], ceiling.get(k)), _ratio(data["rate"], naive.get(k))
             met = None
             floor = 0.15 if db == "sqlite" else 0.1  # issue 23's targets, one worker
-            one = k == 1 and data.get("publishers", 1) == 1 and data.get("batch", 1) == 1
+            threads, batch = data.get("publishers", 1), data.get("batch", 1)
+            one = k == 1 and threads == 1 and batch == 1
             if ratio_c is not None and ratio_n is not None and one:
                 met = (ratio_c >= floor and ratio_n >= 8 and data["cpu_ms_per_event"] <= 0.45
                        and max(data["worker_rss_mb"]) <= 100 and _complete(data))
-            threads = data.get("publishers", 1)
-            publishing = f", {threads} publishing threads" if threads > 1 else ""
-            if data.get("batch", 1) > 1:
-                publishing = f", published {data['batch']} at a time (publish_events)"
+            if batch > 1:
+                publishing = f", published {batch} at a time (publish_events)"
+            else:
+                publishing = f", {threads} publishing threads" if threads > 1 else ""
             target = f"≥{floor}× ceiling, ≥8× Celery, ≤0.45 ms/ev, RSS ≤100 MB" if one else ""
             rounds = f"{_range(data)}; " if "rates" in data else ""
             lines.append(Line(f"3. Hookline, {k} worker(s), {data['events']} events{publishing}{tag}", data["rate"],
